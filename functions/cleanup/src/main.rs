@@ -1,0 +1,60 @@
+//! The cleanup function: run by an EventBridge schedule, it deletes expired rows and reports
+//! how many. It accepts any payload (an events-rule `Scheduled Event`, EventBridge
+//! Scheduler's, or `{}`): the schedule is the only input that matters.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use lti_storage::cleanup::cleanup;
+use lti_storage::model::CleanupCounts;
+use lti_storage::{logging, Config, Storage};
+use serde_json::Value;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let config = Config::from_env().unwrap_or_else(|err| {
+        eprintln!("{err}");
+        std::process::exit(2);
+    });
+    logging::init(config.log_level);
+    let storage = Storage::new(&config).unwrap_or_else(|err| {
+        eprintln!("{err}");
+        std::process::exit(2);
+    });
+    let storage = &storage;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        run(storage, event.context.deadline).await
+    }))
+    .await
+}
+
+async fn run(storage: &Storage, deadline_epoch_ms: u64) -> Result<CleanupCounts, Diagnostic> {
+    let started = Instant::now();
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |now| now.as_millis() as u64);
+    let deadline = started + Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms));
+    let duration_ms = || started.elapsed().as_millis() as u64;
+    match cleanup(storage, deadline).await {
+        Ok(outcome) => {
+            let counts = outcome.counts;
+            tracing::info!(
+                op = "cleanup",
+                outcome = "ok",
+                finished = outcome.finished,
+                nonces_deleted = counts.nonces_deleted,
+                sessions_deleted = counts.sessions_deleted,
+                registration_sessions_deleted = counts.registration_sessions_deleted,
+                duration_ms = duration_ms(),
+            );
+            Ok(counts)
+        }
+        Err(err) => {
+            tracing::error!(op = "cleanup", outcome = err.kind.as_str(), error = %err.message, duration_ms = duration_ms());
+            Err(Diagnostic {
+                error_type: err.kind.as_str().to_owned(),
+                error_message: err.message,
+            })
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The storage function: every storage call an LTI Lambda makes is one invocation.
+//!
+//! `storage migrate` on the command line applies the migrations to DATABASE_URL and exits.
+
+use std::time::Instant;
+
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use lti_storage::{logging, Config, Request, Storage};
+use serde_json::Value;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let config = Config::from_env().unwrap_or_else(|err| {
+        eprintln!("{err}");
+        std::process::exit(2);
+    });
+    logging::init(config.log_level);
+    let storage = Storage::new(&config).unwrap_or_else(|err| {
+        eprintln!("{err}");
+        std::process::exit(2);
+    });
+
+    if std::env::args().nth(1).as_deref() == Some("migrate") {
+        return match lti_storage::migrate::migrate(storage.database()).await {
+            Ok(applied) if applied.is_empty() => Ok(println!("schema is up to date")),
+            Ok(applied) => Ok(println!("applied: {}", applied.join(", "))),
+            Err(err) => Err(err.into()),
+        };
+    }
+
+    let storage = &storage;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handle(storage, event.payload).await
+    }))
+    .await
+}
+
+/// Parses the payload, calls the storage, and logs one line: op, outcome, duration.
+async fn handle(storage: &Storage, payload: Value) -> Result<Value, Diagnostic> {
+    let started = Instant::now();
+    let (op, result) = match Request::from_payload(payload) {
+        Ok(request) => (request.op(), storage.handle(request).await),
+        Err(err) => ("invalid", Err(err)),
+    };
+    let duration_us = started.elapsed().as_micros() as u64;
+    match result {
+        Ok(value) => {
+            tracing::info!(op, outcome = "ok", duration_us);
+            Ok(value)
+        }
+        Err(err) => {
+            tracing::info!(op, outcome = err.kind.as_str(), error = %err.message, duration_us);
+            Err(Diagnostic {
+                error_type: err.kind.as_str().to_owned(),
+                error_message: err.message,
+            })
+        }
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# README's second command, and CI's: formatting, lints, then the whole test suite on PostgreSQL.
+# Tests use TEST_DATABASE_URL if set, else their own throwaway cluster: a DATABASE_URL in your
+# environment is deliberately ignored, so tests never touch a real database.
+# Extra arguments go to `cargo test`, e.g. scripts/test.sh -- --nocapture
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# One summary line at the end, saying which step failed if one did.
+step=setup
+summary() {
+  local rc=$?
+  if [ "$rc" -eq 0 ]; then echo "test.sh: PASS (fmt, clippy, tests) in ${SECONDS}s"
+  else echo "test.sh: FAIL at $step (exit $rc) after ${SECONDS}s"; fi
+}
+trap summary EXIT
+
+# shellcheck source=scripts/ensure-tools.sh
+. scripts/ensure-tools.sh
+ensure_tools
+
+step="cargo fmt"
+cargo fmt --all -- --check
+step="cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+if [ -n "${TEST_DATABASE_URL:-}" ]; then
+  export DATABASE_URL="$TEST_DATABASE_URL" # with-postgres.sh then uses it instead of starting a cluster
+else
+  unset DATABASE_URL
+fi
+step="cargo test"
+scripts/with-postgres.sh cargo test --workspace "$@"

@@ -1,0 +1,185 @@
+//! The container's one database connection: opened by the first call that needs it, reused
+//! by every later call, re-opened when it has dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::timeout;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::config::{Config, ConfigError, DatabaseConfig};
+use crate::error::{from_db, is_connection_error, Error};
+use crate::tls;
+
+/// Whether a call may be sent a second time after its connection failed under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Reads, and writes whose repetition leaves the same rows (deletes, updates to given
+    /// values, inserts keyed by an id chosen before the first attempt).
+    Safe,
+    /// Writes whose repetition would answer differently (consuming a nonce, storing one).
+    Never,
+}
+
+pub struct Database {
+    config: DatabaseConfig,
+    tls: Option<MakeRustlsConnect>,
+    connect_timeout: Duration,
+    query_timeout: Duration,
+    client: Mutex<Option<Arc<Client>>>,
+}
+
+impl Database {
+    /// Checks the TLS set-up; opens nothing (the first call does).
+    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+        Ok(Database {
+            tls: tls::connector(&config.database)?,
+            config: config.database.clone(),
+            connect_timeout: config.connect_timeout,
+            query_timeout: config.query_timeout,
+            client: Mutex::new(None),
+        })
+    }
+
+    /// Runs `query` on the connection within the query time limit. A connection found dead
+    /// is replaced; the call is repeated once on the new one when `retry` allows it.
+    /// `what` names the subject of the call in error messages.
+    pub async fn run<T>(
+        &self,
+        retry: Retry,
+        what: &str,
+        query: impl AsyncFn(&Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, Error> {
+        self.run_with_time_limit(self.query_timeout, retry, what, query)
+            .await
+    }
+
+    /// `run` with a time limit of its own, for work longer than one query (migrations).
+    pub async fn run_with_time_limit<T>(
+        &self,
+        limit: Duration,
+        retry: Retry,
+        what: &str,
+        query: impl AsyncFn(&Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, Error> {
+        let client = self.client().await?;
+        let failure = match timeout(limit, query(&client)).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(err)) if !is_connection_error(&err) => return Err(from_db(err, what)),
+            Ok(Err(err)) => from_db(err, what),
+            Err(_) => Error::unavailable(format!(
+                "the database did not answer within {} ms",
+                limit.as_millis()
+            )),
+        };
+        // The connection is broken or silent: never reuse it.
+        self.discard(&client).await;
+        if retry == Retry::Never {
+            return Err(failure);
+        }
+        tracing::info!(what, "retrying on a fresh database connection");
+        let client = self.client().await?;
+        match timeout(limit, query(&client)).await {
+            Ok(result) => result.map_err(|err| from_db(err, what)),
+            Err(_) => {
+                self.discard(&client).await;
+                Err(failure)
+            }
+        }
+    }
+
+    /// The open connection, or a new one when there is none or it has closed.
+    async fn client(&self) -> Result<Arc<Client>, Error> {
+        let mut slot = self.client.lock().await;
+        if let Some(client) = slot.as_ref().filter(|client| !client.is_closed()) {
+            return Ok(client.clone());
+        }
+        *slot = None;
+        let client = Arc::new(self.connect().await?);
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    async fn discard(&self, broken: &Arc<Client>) {
+        let mut slot = self.client.lock().await;
+        if slot
+            .as_ref()
+            .is_some_and(|client| Arc::ptr_eq(client, broken))
+        {
+            *slot = None;
+        }
+    }
+
+    async fn connect(&self) -> Result<Client, Error> {
+        let started = std::time::Instant::now();
+        let connecting = async {
+            match &self.tls {
+                None => {
+                    let (client, connection) = self.config.postgres.connect(NoTls).await?;
+                    tokio::spawn(drive(connection));
+                    Ok(client)
+                }
+                Some(tls) => {
+                    let (client, connection) = self.config.postgres.connect(tls.clone()).await?;
+                    tokio::spawn(drive(connection));
+                    Ok(client)
+                }
+            }
+        };
+        let client = timeout(self.connect_timeout, connecting)
+            .await
+            .map_err(|_| {
+                Error::unavailable(format!(
+                    "could not connect to the database within {} ms",
+                    self.connect_timeout.as_millis()
+                ))
+            })?
+            .map_err(connect_error)?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "database connected"
+        );
+        Ok(client)
+    }
+}
+
+/// Runs the connection's I/O until it ends; the client sees it closed afterwards.
+async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(err) = connection.await {
+        tracing::warn!(error = %err, "database connection ended");
+    }
+}
+
+/// Connect failures: retryable ones are Unavailable; a refused login or a missing database
+/// will not fix themselves, so they are Internal with a message pointing at DATABASE_URL.
+fn connect_error(err: tokio_postgres::Error) -> Error {
+    if let Some(code) = err.code() {
+        if *code == SqlState::TOO_MANY_CONNECTIONS {
+            return Error::unavailable(
+                "the database refused the connection: too many connections (raise max_connections or use a proxy)",
+            );
+        }
+        if *code == SqlState::INVALID_PASSWORD
+            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        {
+            return Error::internal(
+                "the database refused the user or password given in DATABASE_URL",
+            );
+        }
+        if *code == SqlState::INVALID_CATALOG_NAME {
+            return Error::internal("the database named in DATABASE_URL does not exist");
+        }
+        if *code == SqlState::CANNOT_CONNECT_NOW || *code == SqlState::ADMIN_SHUTDOWN {
+            return Error::unavailable("the database is starting up or shutting down; retry");
+        }
+    }
+    // No SQLSTATE: network or TLS. Its text names neither the password nor the query.
+    Error::unavailable(format!("could not connect to the database: {err}"))
+}

@@ -1,0 +1,167 @@
+//! The one error type of the crate, and the one place database errors are mapped to it.
+
+use std::fmt;
+
+use tokio_postgres::error::SqlState;
+
+/// The five kinds a caller can act on; they are the `errorType` of a failed invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The call itself is wrong: fix it, do not retry.
+    InvalidInput,
+    /// The client or deployment named by the call does not exist.
+    NotFound,
+    /// The call would create a duplicate.
+    Conflict,
+    /// The database could not be reached or did not answer in time: retry later.
+    Unavailable,
+    /// Anything else: a bug or a database in an unexpected state.
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "InvalidInput",
+            ErrorKind::NotFound => "NotFound",
+            ErrorKind::Conflict => "Conflict",
+            ErrorKind::Unavailable => "Unavailable",
+            ErrorKind::Internal => "Internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error with a message meant for the tool developer calling the storage.
+///
+/// Messages never carry SQL, connection strings or the values of the call: they end up in
+/// the caller's logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidInput, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::NotFound, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Unavailable, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Internal, message)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Whether a database error means the connection is unusable (so the next call must open a
+/// new one, and a call that is safe to repeat may be retried on it).
+pub(crate) fn is_connection_error(err: &tokio_postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    match err.code() {
+        // The server is shutting down or restarting, or terminated this backend.
+        Some(code) => {
+            *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+        }
+        // No SQLSTATE: an I/O or protocol failure on the socket.
+        None => std::error::Error::source(err)
+            .is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some()),
+    }
+}
+
+/// Maps a database error to the caller's terms.
+///
+/// `what` names the operation's subject in words (e.g. "client") for messages that have no
+/// more precise wording. The server's own message is logged, never returned: it can quote the
+/// call's values ("Key (nonce)=(...) already exists").
+pub(crate) fn from_db(err: tokio_postgres::Error, what: &str) -> Error {
+    let Some(db) = err.as_db_error() else {
+        if is_connection_error(&err) {
+            return Error::unavailable("the database connection was lost; retry the call");
+        }
+        tracing::error!(error = %err, "database client error");
+        return Error::internal(format!("unexpected database client error on {what}"));
+    };
+    let code = db.code();
+    if *code == SqlState::UNIQUE_VIOLATION {
+        let message = match db.constraint() {
+            Some("iss_client_id_unique") => {
+                "a client with this iss and clientId is already registered"
+            }
+            Some("client_deployment_unique") => {
+                "this client already has a deployment with this deploymentId"
+            }
+            Some("nonces_pkey") => "this nonce is already stored",
+            _ => return Error::new(ErrorKind::Conflict, format!("this {what} already exists")),
+        };
+        return Error::new(ErrorKind::Conflict, message);
+    }
+    if *code == SqlState::FOREIGN_KEY_VIOLATION {
+        return Error::not_found("no client with this clientId");
+    }
+    if *code == SqlState::INVALID_TEXT_REPRESENTATION
+        || *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE
+        || *code == SqlState::UNTRANSLATABLE_CHARACTER
+        || *code == SqlState::STRING_DATA_RIGHT_TRUNCATION
+        || *code == SqlState::DATETIME_FIELD_OVERFLOW
+        || *code == SqlState::INVALID_PARAMETER_VALUE
+    {
+        return Error::invalid_input(format!(
+            "the database rejected a value of this {what} ({})",
+            code.code()
+        ));
+    }
+    if *code == SqlState::TOO_MANY_CONNECTIONS {
+        return Error::unavailable(
+            "the database has too many connections open; retry later or raise max_connections",
+        );
+    }
+    if *code == SqlState::QUERY_CANCELED {
+        return Error::unavailable("the database cancelled the query (statement timeout)");
+    }
+    if is_connection_error(&err) {
+        return Error::unavailable("the database is restarting or shutting down; retry the call");
+    }
+    if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_COLUMN {
+        return Error::internal(
+            "the database schema is missing or outdated: apply the migrations (op \"migrate\")",
+        );
+    }
+    // The server's message can quote values of the call: only at debug level.
+    tracing::error!(
+        sqlstate = code.code(),
+        table = db.table(),
+        constraint = db.constraint(),
+        "database error"
+    );
+    tracing::debug!(error = %db.message(), "database error message");
+    Error::internal(format!(
+        "the database failed on {what} (SQLSTATE {})",
+        code.code()
+    ))
+}

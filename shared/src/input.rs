@@ -1,0 +1,130 @@
+//! Checks on the values of a call, made before anything reaches the database, so bad input
+//! gets an error naming the field rather than a database error.
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// The limit of the schema's `varchar(255)` columns, in characters as PostgreSQL counts them.
+pub const VARCHAR_LIMIT: usize = 255;
+
+/// An internal id: must be a UUID.
+pub fn uuid(field: &str, value: &str) -> Result<Uuid> {
+    Uuid::parse_str(value)
+        .map_err(|_| Error::invalid_input(format!("{field} must be a UUID, got {:?}", clip(value))))
+}
+
+/// Text for a `varchar(255)` column: no NUL, at most 255 characters, never truncated.
+pub fn short_text<'a>(field: &str, value: &'a str) -> Result<&'a str> {
+    let value = text(field, value)?;
+    let length = value.chars().count();
+    if length > VARCHAR_LIMIT {
+        return Err(Error::invalid_input(format!(
+            "{field} is {length} characters long; the limit is {VARCHAR_LIMIT}"
+        )));
+    }
+    Ok(value)
+}
+
+/// Text for a `text` column: PostgreSQL text cannot hold NUL characters.
+pub fn text<'a>(field: &str, value: &'a str) -> Result<&'a str> {
+    if value.contains('\0') {
+        return Err(Error::invalid_input(format!(
+            "{field} contains a NUL character, which PostgreSQL text cannot store"
+        )));
+    }
+    Ok(value)
+}
+
+/// JSON stored in a `jsonb` column: no NUL in any string or key (`\u0000` is refused by
+/// PostgreSQL's jsonb).
+pub fn json(field: &str, value: &serde_json::Value) -> Result<()> {
+    fn has_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(has_nul),
+            serde_json::Value::Object(map) => map
+                .iter()
+                .any(|(key, value)| key.contains('\0') || has_nul(value)),
+            _ => false,
+        }
+    }
+    if has_nul(value) {
+        return Err(Error::invalid_input(format!(
+            "{field} contains a NUL character (\\u0000), which PostgreSQL jsonb cannot store"
+        )));
+    }
+    Ok(())
+}
+
+/// At most 40 characters of a bad value, for an error message (ids, never secrets).
+fn clip(value: &str) -> String {
+    value.chars().take(40).collect()
+}
+
+/// An `expiresAt` argument: an RFC 3339 string (what `JSON.stringify(new Date())` gives) or
+/// integer epoch milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp(pub OffsetDateTime);
+
+impl Timestamp {
+    pub fn from_epoch_millis(millis: i64) -> Option<Self> {
+        let time =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()?;
+        // timestamptz holds years 4713 BC to 294276 AD; keep to sane dates.
+        (1970..=9999)
+            .contains(&time.year())
+            .then_some(Timestamp(time))
+    }
+
+    pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        OffsetDateTime::parse(text, &Rfc3339).ok().map(Timestamp)
+    }
+}
+
+impl Timestamp {
+    /// Reads a timestamp out of a JSON value, with the message serde would give.
+    pub fn deserialize_value(value: &serde_json::Value) -> Result<Self, String> {
+        Timestamp::deserialize(value).map_err(|err| err.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const EXPECTED: &str =
+            "an RFC 3339 date-time string (e.g. \"2026-01-31T12:00:00.000Z\") or integer epoch milliseconds";
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(text) => Timestamp::parse_rfc3339(&text).ok_or_else(|| {
+                de::Error::custom(format!("invalid date-time, expected {EXPECTED}"))
+            }),
+            serde_json::Value::Number(number) => number
+                .as_i64()
+                .and_then(Timestamp::from_epoch_millis)
+                .ok_or_else(|| {
+                    de::Error::custom(format!(
+                        "epoch milliseconds out of range (years 1970 to 9999), expected {EXPECTED}"
+                    ))
+                }),
+            other => Err(de::Error::custom(format!(
+                "invalid type: {}, expected {EXPECTED}",
+                json_type(&other)
+            ))),
+        }
+    }
+}
+
+/// The JSON type of a value, in words, for error messages that must not quote the value.
+pub fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,425 @@
+//! Clients (platform registrations), their deployments, and the launch configs derived from
+//! them.
+//!
+//! Cache rule: every write to a client or one of its deployments forgets every cached launch
+//! config (hits and misses) of that client's (iss, clientId), as it was before the write and
+//! as it is after. Launch configs are cached under the key they were asked with, including
+//! those resolved through the `default` deployment.
+
+use postgres_types::Type;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::Storage;
+use crate::db::Retry;
+use crate::error::{Error, Result};
+use crate::input;
+use crate::model::{
+    Client, ClientUpdate, Deployment, DeploymentUpdate, LaunchConfig, NewClient, NewDeployment,
+};
+
+/// The deployment a platform falls back to when the launched one is not registered.
+const DEFAULT_DEPLOYMENT: &str = "default";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LaunchConfigKey {
+    pub iss: String,
+    pub client_id: String,
+    pub deployment_id: String,
+}
+
+fn client_from_row(row: &Row) -> Client {
+    Client {
+        id: row.get("id"),
+        name: row.get("name"),
+        iss: row.get("iss"),
+        client_id: row.get("client_id"),
+        auth_url: row.get("auth_url"),
+        token_url: row.get("token_url"),
+        jwks_url: row.get("jwks_url"),
+        deployments: None,
+    }
+}
+
+fn deployment_from_row(row: &Row) -> Deployment {
+    Deployment {
+        id: row.get("id"),
+        deployment_id: row.get("deployment_id"),
+        name: row.get("name"),
+        description: row.get("description"),
+        client_id: row.get("client_id"),
+    }
+}
+
+fn check_new_client(client: &NewClient) -> Result<()> {
+    input::short_text("client.name", &client.name)?;
+    input::short_text("client.iss", &client.iss)?;
+    input::short_text("client.clientId", &client.client_id)?;
+    input::text("client.authUrl", &client.auth_url)?;
+    input::text("client.tokenUrl", &client.token_url)?;
+    input::text("client.jwksUrl", &client.jwks_url)?;
+    Ok(())
+}
+
+fn check_optional(field: &str, value: Option<&str>, short: bool) -> Result<()> {
+    match value {
+        Some(value) if short => input::short_text(field, value).map(drop),
+        Some(value) => input::text(field, value).map(drop),
+        None => Ok(()),
+    }
+}
+
+impl Storage {
+    fn forget_launch_configs(&self, iss: &str, client_id: &str) {
+        self.launch_configs
+            .remove_where(|key| key.iss == iss && key.client_id == client_id);
+    }
+
+    pub async fn list_clients(&self) -> Result<Vec<Client>> {
+        let rows = self
+            .db
+            .run(Retry::Safe, "client", async |db| {
+                db.query_typed(
+                    "SELECT id, name, iss, client_id, auth_url, token_url, jwks_url
+                     FROM clients ORDER BY name, id",
+                    &[],
+                )
+                .await
+            })
+            .await?;
+        Ok(rows.iter().map(client_from_row).collect())
+    }
+
+    /// The client with its deployments; `None` when unknown or `client_id` is not a UUID.
+    pub async fn get_client_by_id(&self, client_id: &str) -> Result<Option<Client>> {
+        let Ok(id) = input::uuid("clientId", client_id) else {
+            return Ok(None);
+        };
+        // One round trip: the deployments come along as a JSON array.
+        let row = self
+            .db
+            .run(Retry::Safe, "client", async |db| {
+                db.query_typed_opt(
+                    "SELECT c.id, c.name, c.iss, c.client_id, c.auth_url, c.token_url, c.jwks_url,
+                            COALESCE((SELECT json_agg(json_build_object(
+                                          'id', d.id, 'deploymentId', d.deployment_id,
+                                          'name', d.name, 'description', d.description,
+                                          'clientId', d.client_id) ORDER BY d.deployment_id)
+                                      FROM deployments d WHERE d.client_id = c.id),
+                                     '[]') AS deployments
+                     FROM clients c WHERE c.id = $1",
+                    &[(&id, Type::UUID)],
+                )
+                .await
+            })
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let deployments: serde_json::Value = row.get("deployments");
+        let deployments = serde_json::from_value(deployments)
+            .map_err(|_| Error::internal("the database returned malformed deployments"))?;
+        Ok(Some(Client {
+            deployments: Some(deployments),
+            ..client_from_row(&row)
+        }))
+    }
+
+    /// Registers a platform; returns its new internal id.
+    pub async fn add_client(&self, client: &NewClient) -> Result<Uuid> {
+        check_new_client(client)?;
+        // The id is chosen here so a retry after a lost answer finds its own row
+        // (ON CONFLICT (id)) instead of adding a second one.
+        let id = Uuid::new_v4();
+        self.db
+            .run(Retry::Safe, "client", async |db| {
+                db.query_typed(
+                    "INSERT INTO clients (id, name, iss, client_id, auth_url, token_url, jwks_url)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (id) DO NOTHING",
+                    &[
+                        (&id, Type::UUID),
+                        (&client.name, Type::VARCHAR),
+                        (&client.iss, Type::VARCHAR),
+                        (&client.client_id, Type::VARCHAR),
+                        (&client.auth_url, Type::TEXT),
+                        (&client.token_url, Type::TEXT),
+                        (&client.jwks_url, Type::TEXT),
+                    ],
+                )
+                .await
+            })
+            .await?;
+        self.forget_launch_configs(&client.iss, &client.client_id);
+        Ok(id)
+    }
+
+    pub async fn update_client(&self, client_id: &str, update: &ClientUpdate) -> Result<()> {
+        let id = input::uuid("clientId", client_id)?;
+        check_optional("client.name", update.name.as_deref(), true)?;
+        check_optional("client.iss", update.iss.as_deref(), true)?;
+        check_optional("client.clientId", update.client_id.as_deref(), true)?;
+        check_optional("client.authUrl", update.auth_url.as_deref(), false)?;
+        check_optional("client.tokenUrl", update.token_url.as_deref(), false)?;
+        check_optional("client.jwksUrl", update.jwks_url.as_deref(), false)?;
+        // Returns the old (iss, clientId) too: cached launch configs under it must go.
+        let row = self
+            .db
+            .run(Retry::Safe, "client", async |db| {
+                db.query_typed_opt(
+                    "WITH old AS (SELECT id, iss, client_id FROM clients WHERE id = $1 FOR UPDATE)
+                     UPDATE clients c SET
+                         name = COALESCE($2, c.name),
+                         iss = COALESCE($3, c.iss),
+                         client_id = COALESCE($4, c.client_id),
+                         auth_url = COALESCE($5, c.auth_url),
+                         token_url = COALESCE($6, c.token_url),
+                         jwks_url = COALESCE($7, c.jwks_url)
+                     FROM old WHERE c.id = old.id
+                     RETURNING old.iss AS old_iss, old.client_id AS old_client_id,
+                               c.iss, c.client_id",
+                    &[
+                        (&id, Type::UUID),
+                        (&update.name, Type::VARCHAR),
+                        (&update.iss, Type::VARCHAR),
+                        (&update.client_id, Type::VARCHAR),
+                        (&update.auth_url, Type::TEXT),
+                        (&update.token_url, Type::TEXT),
+                        (&update.jwks_url, Type::TEXT),
+                    ],
+                )
+                .await
+            })
+            .await?;
+        let row = row.ok_or_else(|| Error::not_found("no client with this clientId"))?;
+        self.forget_launch_configs(row.get("old_iss"), row.get("old_client_id"));
+        self.forget_launch_configs(row.get("iss"), row.get("client_id"));
+        Ok(())
+    }
+
+    /// Deletes the client and its deployments in one statement; an unknown client is not an
+    /// error.
+    pub async fn delete_client(&self, client_id: &str) -> Result<()> {
+        let id = input::uuid("clientId", client_id)?;
+        let row = self
+            .db
+            .run(Retry::Safe, "client", async |db| {
+                db.query_typed_opt(
+                    "WITH gone_deployments AS (DELETE FROM deployments WHERE client_id = $1)
+                     DELETE FROM clients WHERE id = $1 RETURNING iss, client_id",
+                    &[(&id, Type::UUID)],
+                )
+                .await
+            })
+            .await?;
+        if let Some(row) = row {
+            self.forget_launch_configs(row.get("iss"), row.get("client_id"));
+        }
+        Ok(())
+    }
+
+    pub async fn list_deployments(&self, client_id: &str) -> Result<Vec<Deployment>> {
+        let id = input::uuid("clientId", client_id)?;
+        let rows = self
+            .db
+            .run(Retry::Safe, "deployment", async |db| {
+                db.query_typed(
+                    "SELECT id, deployment_id, name, description, client_id
+                     FROM deployments WHERE client_id = $1 ORDER BY deployment_id",
+                    &[(&id, Type::UUID)],
+                )
+                .await
+            })
+            .await?;
+        Ok(rows.iter().map(deployment_from_row).collect())
+    }
+
+    /// `None` when unknown, not of this client, or either id is not a UUID.
+    pub async fn get_deployment(
+        &self,
+        client_id: &str,
+        deployment_id: &str,
+    ) -> Result<Option<Deployment>> {
+        let (Ok(client), Ok(id)) = (
+            input::uuid("clientId", client_id),
+            input::uuid("deploymentId", deployment_id),
+        ) else {
+            return Ok(None);
+        };
+        let row = self
+            .db
+            .run(Retry::Safe, "deployment", async |db| {
+                db.query_typed_opt(
+                    "SELECT id, deployment_id, name, description, client_id
+                     FROM deployments WHERE id = $1 AND client_id = $2",
+                    &[(&id, Type::UUID), (&client, Type::UUID)],
+                )
+                .await
+            })
+            .await?;
+        Ok(row.as_ref().map(deployment_from_row))
+    }
+
+    /// Adds a deployment to a client; returns its new internal id.
+    pub async fn add_deployment(
+        &self,
+        client_id: &str,
+        deployment: &NewDeployment,
+    ) -> Result<Uuid> {
+        let client = input::uuid("clientId", client_id)?;
+        input::short_text("deployment.deploymentId", &deployment.deployment_id)?;
+        check_optional("deployment.name", deployment.name.as_deref(), true)?;
+        check_optional(
+            "deployment.description",
+            deployment.description.as_deref(),
+            false,
+        )?;
+        // Chosen here for the same reason as in add_client.
+        let id = Uuid::new_v4();
+        let owner = self
+            .db
+            .run(Retry::Safe, "deployment", async |db| {
+                db.query_typed_opt(
+                    "WITH owner AS (SELECT id, iss, client_id FROM clients WHERE id = $2),
+                          added AS (
+                              INSERT INTO deployments (id, client_id, deployment_id, name, description)
+                              SELECT $1, owner.id, $3, $4, $5 FROM owner
+                              ON CONFLICT (id) DO NOTHING)
+                     SELECT iss, client_id FROM owner",
+                    &[
+                        (&id, Type::UUID),
+                        (&client, Type::UUID),
+                        (&deployment.deployment_id, Type::VARCHAR),
+                        (&deployment.name, Type::VARCHAR),
+                        (&deployment.description, Type::TEXT),
+                    ],
+                )
+                .await
+            })
+            .await?;
+        let owner = owner.ok_or_else(|| Error::not_found("no client with this clientId"))?;
+        self.forget_launch_configs(owner.get("iss"), owner.get("client_id"));
+        Ok(id)
+    }
+
+    pub async fn update_deployment(
+        &self,
+        client_id: &str,
+        deployment_id: &str,
+        update: &DeploymentUpdate,
+    ) -> Result<()> {
+        let client = input::uuid("clientId", client_id)?;
+        let id = input::uuid("deploymentId", deployment_id)?;
+        check_optional(
+            "deployment.deploymentId",
+            update.deployment_id.as_deref(),
+            true,
+        )?;
+        let name = update.name.as_ref().map(Option::as_deref);
+        let description = update.description.as_ref().map(Option::as_deref);
+        check_optional("deployment.name", name.flatten(), true)?;
+        check_optional("deployment.description", description.flatten(), false)?;
+        let row = self
+            .db
+            .run(Retry::Safe, "deployment", async |db| {
+                db.query_typed_opt(
+                    "WITH changed AS (
+                         UPDATE deployments SET
+                             deployment_id = COALESCE($3, deployment_id),
+                             name = CASE WHEN $4 THEN $5 ELSE name END,
+                             description = CASE WHEN $6 THEN $7 ELSE description END
+                         WHERE id = $2 AND client_id = $1
+                         RETURNING client_id)
+                     SELECT c.iss, c.client_id FROM clients c JOIN changed ON c.id = changed.client_id",
+                    &[
+                        (&client, Type::UUID),
+                        (&id, Type::UUID),
+                        (&update.deployment_id, Type::VARCHAR),
+                        (&name.is_some(), Type::BOOL),
+                        (&name.flatten(), Type::VARCHAR),
+                        (&description.is_some(), Type::BOOL),
+                        (&description.flatten(), Type::TEXT),
+                    ],
+                )
+                .await
+            })
+            .await?;
+        let owner = row.ok_or_else(|| {
+            Error::not_found("this client has no deployment with this deploymentId")
+        })?;
+        self.forget_launch_configs(owner.get("iss"), owner.get("client_id"));
+        Ok(())
+    }
+
+    /// An unknown deployment is not an error.
+    pub async fn delete_deployment(&self, client_id: &str, deployment_id: &str) -> Result<()> {
+        let client = input::uuid("clientId", client_id)?;
+        let id = input::uuid("deploymentId", deployment_id)?;
+        let owner = self
+            .db
+            .run(Retry::Safe, "deployment", async |db| {
+                db.query_typed_opt(
+                    "WITH gone AS (DELETE FROM deployments WHERE id = $2 AND client_id = $1
+                                   RETURNING client_id)
+                     SELECT c.iss, c.client_id FROM clients c JOIN gone ON c.id = gone.client_id",
+                    &[(&client, Type::UUID), (&id, Type::UUID)],
+                )
+                .await
+            })
+            .await?;
+        if let Some(owner) = owner {
+            self.forget_launch_configs(owner.get("iss"), owner.get("client_id"));
+        }
+        Ok(())
+    }
+
+    /// The launch config of (iss, clientId, deploymentId), falling back to the client's
+    /// `default` deployment (whose id it then carries, as the TypeScript package returns).
+    pub async fn get_launch_config(
+        &self,
+        iss: &str,
+        client_id: &str,
+        deployment_id: &str,
+    ) -> Result<Option<LaunchConfig>> {
+        let key = LaunchConfigKey {
+            iss: iss.to_owned(),
+            client_id: client_id.to_owned(),
+            deployment_id: deployment_id.to_owned(),
+        };
+        if let Some(cached) = self.launch_configs.get(&key) {
+            return Ok(cached);
+        }
+        // Values that cannot be stored cannot match.
+        let storable = |value: &str| input::short_text("", value).is_ok();
+        if !(storable(iss) && storable(client_id) && storable(deployment_id)) {
+            return Ok(None);
+        }
+        let row = self
+            .db
+            .run(Retry::Safe, "launch config", async |db| {
+                db.query_typed_opt(
+                    "SELECT c.iss, c.client_id, d.deployment_id, c.auth_url, c.token_url, c.jwks_url
+                     FROM clients c JOIN deployments d ON d.client_id = c.id
+                     WHERE c.iss = $1 AND c.client_id = $2 AND d.deployment_id IN ($3, $4)
+                     ORDER BY d.deployment_id = $3 DESC
+                     LIMIT 1",
+                    &[
+                        (&iss, Type::VARCHAR),
+                        (&client_id, Type::VARCHAR),
+                        (&deployment_id, Type::VARCHAR),
+                        (&DEFAULT_DEPLOYMENT, Type::VARCHAR),
+                    ],
+                )
+                .await
+            })
+            .await?;
+        let config = row.map(|row| LaunchConfig {
+            iss: row.get("iss"),
+            client_id: row.get("client_id"),
+            deployment_id: row.get("deployment_id"),
+            auth_url: row.get("auth_url"),
+            token_url: row.get("token_url"),
+            jwks_url: row.get("jwks_url"),
+        });
+        self.launch_configs.insert(key, config.clone(), None);
+        Ok(config)
+    }
+}

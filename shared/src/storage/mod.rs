@@ -1,0 +1,63 @@
+//! The storage operations. Each one is a single SQL statement (one round trip, sent with
+//! `query_typed` so no separate prepare is needed), with its cache rule beside it.
+
+mod clients;
+mod nonces;
+mod sessions;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::cache::TtlCache;
+use crate::config::{Config, ConfigError};
+use crate::db::Database;
+use crate::model::LaunchConfig;
+
+pub use clients::LaunchConfigKey;
+
+/// One per container: the database connection and the caches, built once at init and kept
+/// across warm invocations.
+pub struct Storage {
+    db: Database,
+    launch_configs: TtlCache<LaunchConfigKey, LaunchConfig>,
+    /// Whole sessions (with their `id`), by id.
+    sessions: TtlCache<Uuid, Value>,
+    session_ttl: Duration,
+    cleanup_batch_size: u32,
+}
+
+impl Storage {
+    /// Builds the storage; connects to nothing until the first call that needs the database.
+    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+        Ok(Storage {
+            db: Database::new(config)?,
+            launch_configs: TtlCache::new(
+                config.launch_config_cache.capacity,
+                config.launch_config_cache.ttl,
+                config.miss_ttl,
+            ),
+            sessions: TtlCache::new(
+                config.session_cache.capacity,
+                config.session_cache.ttl,
+                config.miss_ttl,
+            ),
+            session_ttl: config.session_ttl,
+            cleanup_batch_size: config.cleanup_batch_size,
+        })
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Entries held now in the launch-config and session caches.
+    pub fn cached_entries(&self) -> (usize, usize) {
+        (self.launch_configs.len(), self.sessions.len())
+    }
+
+    pub fn cleanup_batch_size(&self) -> u32 {
+        self.cleanup_batch_size
+    }
+}

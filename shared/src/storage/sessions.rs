@@ -1,0 +1,184 @@
+//! Sessions after a launch, and dynamic-registration sessions.
+//!
+//! Cache rule: sessions are cached by id (found or not) for the session-cache TTL, never past
+//! their own expiry; `addSession` puts the session it stored. Registration sessions are short
+//! lived and read once or twice: not cached.
+
+use std::time::{Duration, Instant};
+
+use postgres_types::Type;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::Storage;
+use crate::db::Retry;
+use crate::error::{Error, ErrorKind, Result};
+use crate::input::{self, Timestamp};
+
+/// The instant on this machine's monotonic clock that corresponds to `at`.
+fn instant_of(at: OffsetDateTime) -> Instant {
+    let remaining = at - OffsetDateTime::now_utc();
+    Instant::now() + Duration::try_from(remaining).unwrap_or(Duration::ZERO)
+}
+
+/// `{id, ...data}`, the session as the caller stored it.
+fn with_id(id: Uuid, data: Map<String, Value>) -> Value {
+    let mut session = Map::with_capacity(data.len() + 1);
+    session.insert("id".into(), Value::String(id.to_string()));
+    session.extend(data);
+    Value::Object(session)
+}
+
+impl Storage {
+    /// Stores a session (an object with a UUID `id`) for the session TTL; returns its id.
+    /// Storing the identical session again succeeds (and renews it); a different session
+    /// under an existing id is a Conflict.
+    pub async fn add_session(&self, session: &Map<String, Value>) -> Result<String> {
+        let id = match session.get("id") {
+            Some(Value::String(id)) => input::uuid("session.id", id)?,
+            Some(other) => {
+                return Err(Error::invalid_input(format!(
+                    "session.id must be a UUID string, got {}",
+                    input::json_type(other)
+                )))
+            }
+            None => return Err(Error::invalid_input("session.id is missing")),
+        };
+        let mut data = session.clone();
+        data.remove("id");
+        let data = Value::Object(data);
+        input::json("session", &data)?;
+        let ttl_secs = self.session_ttl.as_secs_f64();
+        // The conditional upsert makes a repeat after a lost answer harmless.
+        let row = self
+            .db
+            .run(Retry::Safe, "session", async |db| {
+                db.query_typed_opt(
+                    "INSERT INTO sessions (id, data, expires_at)
+                     VALUES ($1, $2, now() + $3 * interval '1 second')
+                     ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at
+                         WHERE sessions.data = EXCLUDED.data
+                     RETURNING expires_at",
+                    &[
+                        (&id, Type::UUID),
+                        (&data, Type::JSONB),
+                        (&ttl_secs, Type::FLOAT8),
+                    ],
+                )
+                .await
+            })
+            .await?;
+        let row = row.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Conflict,
+                "a different session with this id is already stored",
+            )
+        })?;
+        let Value::Object(data) = data else {
+            unreachable!("built as an object above")
+        };
+        let expires_at: OffsetDateTime = row.get("expires_at");
+        self.sessions
+            .insert(id, Some(with_id(id, data)), Some(instant_of(expires_at)));
+        Ok(id.to_string())
+    }
+
+    /// The session, or `None` when unknown, expired, or the id is not a UUID.
+    pub async fn get_session(&self, session_id: &str) -> Result<Option<Value>> {
+        let Ok(id) = input::uuid("sessionId", session_id) else {
+            return Ok(None);
+        };
+        if let Some(cached) = self.sessions.get(&id) {
+            return Ok(cached);
+        }
+        let row = self
+            .db
+            .run(Retry::Safe, "session", async |db| {
+                db.query_typed_opt(
+                    "SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > now()",
+                    &[(&id, Type::UUID)],
+                )
+                .await
+            })
+            .await?;
+        let Some(row) = row else {
+            self.sessions.insert(id, None, None);
+            return Ok(None);
+        };
+        // Rows written by other software may hold a non-object; return it as it is.
+        let session = match row.get::<_, Value>("data") {
+            Value::Object(data) => with_id(id, data),
+            other => other,
+        };
+        let expires_at: OffsetDateTime = row.get("expires_at");
+        self.sessions
+            .insert(id, Some(session.clone()), Some(instant_of(expires_at)));
+        Ok(Some(session))
+    }
+
+    /// Stores (or replaces) a registration session until its `expiresAt`.
+    pub async fn set_registration_session(
+        &self,
+        session_id: &str,
+        session: &Map<String, Value>,
+    ) -> Result<()> {
+        let id = input::uuid("sessionId", session_id)?;
+        let expires_at = match session.get("expiresAt") {
+            None => return Err(Error::invalid_input("session.expiresAt is missing")),
+            Some(value) => Timestamp::deserialize_value(value)
+                .map_err(|problem| Error::invalid_input(format!("session.expiresAt: {problem}")))?,
+        };
+        let data = Value::Object(session.clone());
+        input::json("session", &data)?;
+        self.db
+            .run(Retry::Safe, "registration session", async |db| {
+                db.query_typed(
+                    "INSERT INTO registration_sessions (id, data, expires_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (id) DO UPDATE
+                         SET data = EXCLUDED.data, expires_at = EXCLUDED.expires_at",
+                    &[
+                        (&id, Type::UUID),
+                        (&data, Type::JSONB),
+                        (&expires_at.0, Type::TIMESTAMPTZ),
+                    ],
+                )
+                .await
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The registration session as stored, or `None` when unknown, expired, or not a UUID.
+    pub async fn get_registration_session(&self, session_id: &str) -> Result<Option<Value>> {
+        let Ok(id) = input::uuid("sessionId", session_id) else {
+            return Ok(None);
+        };
+        let row = self
+            .db
+            .run(Retry::Safe, "registration session", async |db| {
+                db.query_typed_opt(
+                    "SELECT data FROM registration_sessions WHERE id = $1 AND expires_at > now()",
+                    &[(&id, Type::UUID)],
+                )
+                .await
+            })
+            .await?;
+        Ok(row.map(|row| row.get("data")))
+    }
+
+    /// An unknown registration session is not an error.
+    pub async fn delete_registration_session(&self, session_id: &str) -> Result<()> {
+        let id = input::uuid("sessionId", session_id)?;
+        self.db
+            .run(Retry::Safe, "registration session", async |db| {
+                db.query_typed(
+                    "DELETE FROM registration_sessions WHERE id = $1",
+                    &[(&id, Type::UUID)],
+                )
+                .await
+            })
+            .await?;
+        Ok(())
+    }
+}
