@@ -21,11 +21,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     });
 
     if std::env::args().nth(1).as_deref() == Some("migrate") {
-        return match lti_storage::migrate::migrate(storage.database()).await {
-            Ok(applied) if applied.is_empty() => Ok(println!("schema is up to date")),
-            Ok(applied) => Ok(println!("applied: {}", applied.join(", "))),
-            Err(err) => Err(err.into()),
-        };
+        let applied = lti_storage::migrate::migrate(storage.database()).await?;
+        if applied.is_empty() {
+            println!("schema is up to date");
+        } else {
+            println!("applied: {}", applied.join(", "));
+        }
+        return Ok(());
     }
 
     let storage = &storage;

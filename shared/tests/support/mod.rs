@@ -1,0 +1,91 @@
+//! Test support: every test gets a schema of its own on the server named by
+//! TEST_DATABASE_URL (scripts/test.sh starts a throwaway one), so tests run in parallel
+//! without seeing each other's rows.
+
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use lti_storage::{Config, Storage};
+use tokio_postgres::NoTls;
+
+pub struct TestDb {
+    /// The connection URL with `search_path` set to this test's schema.
+    pub url: String,
+    pub schema: String,
+}
+
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .expect("TEST_DATABASE_URL is not set: run the tests with scripts/test.sh")
+}
+
+/// `url` with `extra` (already %-encoded) added to its query string.
+pub fn with_param(url: &str, extra: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{extra}")
+}
+
+impl TestDb {
+    /// A new, empty schema.
+    pub async fn empty() -> TestDb {
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let admin = connect(&admin_url()).await;
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .expect("create the test schema");
+        let url = with_param(&admin_url(), &format!("options=-c%20search_path%3D{schema}"));
+        TestDb { url, schema }
+    }
+
+    /// A new schema with the migrations applied.
+    pub async fn migrated() -> TestDb {
+        let db = TestDb::empty().await;
+        let storage = db.storage();
+        lti_storage::migrate::migrate(storage.database())
+            .await
+            .expect("migrations apply");
+        db
+    }
+
+    pub fn config(&self) -> Config {
+        self.config_with(&[])
+    }
+
+    /// The configuration with DATABASE_URL pointing at this schema and `vars` set.
+    pub fn config_with(&self, vars: &[(&str, &str)]) -> Config {
+        let url = self.url.clone();
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .or_else(|| (name == "DATABASE_URL").then(|| url.clone()))
+        })
+        .expect("test configuration is valid")
+    }
+
+    /// A storage instance of its own (its own connection and caches), like one container.
+    pub fn storage(&self) -> Storage {
+        Storage::new(&self.config()).expect("storage builds")
+    }
+
+    pub fn storage_with(&self, vars: &[(&str, &str)]) -> Storage {
+        Storage::new(&self.config_with(vars)).expect("storage builds")
+    }
+
+    /// A plain connection to this schema, to look at rows the way a user would with psql.
+    pub async fn sql(&self) -> tokio_postgres::Client {
+        connect(&self.url).await
+    }
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect to the test database");
+    tokio::spawn(connection);
+    client
+}
