@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tracing::level_filters::LevelFilter;
 
+use crate::input;
+
 /// A variable that is missing or malformed. The message names the variable and never repeats
 /// its value (it may be a connection string with a password).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,7 +89,11 @@ impl DatabaseConfig {
                         "sslmode must be one of disable, prefer, require, verify-ca, verify-full",
                     )),
                 },
-                "sslrootcert" => ssl_root_cert = Some(PathBuf::from(percent_decode(value, VAR)?)),
+                "sslrootcert" => {
+                    let path = input::percent_decode(value)
+                        .ok_or_else(|| config_error(VAR, "sslrootcert has a malformed %-escape"))?;
+                    ssl_root_cert = Some(PathBuf::from(path));
+                }
                 _ => kept.push(pair),
             }
         }
@@ -116,26 +122,6 @@ impl DatabaseConfig {
             ssl_root_cert,
         })
     }
-}
-
-fn percent_decode(value: &str, variable: &'static str) -> Result<String, ConfigError> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = value
-                .get(i + 1..i + 3)
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-                .ok_or_else(|| config_error(variable, "has a malformed %-escape"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| config_error(variable, "has a %-escape that is not UTF-8"))
 }
 
 /// Lifetime and size of one cache.

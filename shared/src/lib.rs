@@ -6,6 +6,7 @@ pub mod cleanup;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod http;
 pub mod input;
 pub mod logging;
 pub mod migrate;

@@ -2,6 +2,8 @@
 //!
 //! `storage migrate` on the command line applies the migrations to DATABASE_URL and exits.
 
+mod http;
+
 use std::time::Instant;
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
@@ -40,6 +42,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 /// Parses the payload, calls the storage, and logs one line: op, outcome, duration.
 async fn handle(storage: &Storage, payload: Value) -> Result<Value, Diagnostic> {
     let started = Instant::now();
+    if http::is_http_event(&payload) {
+        let (op, response) = http::handle(storage, payload).await;
+        let status = response["statusCode"].as_u64().unwrap_or_default();
+        let duration_us = started.elapsed().as_micros() as u64;
+        tracing::info!(op, outcome = "http", status, duration_us); // the status is the outcome
+        return Ok(response);
+    }
     let (op, result) = match Request::from_payload(payload) {
         Ok(request) => (request.op(), storage.handle(request).await),
         Err(err) => ("invalid", Err(err)),
