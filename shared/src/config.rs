@@ -142,6 +142,9 @@ pub struct Config {
     pub session_cache: CacheConfig,
     /// How long a lookup that found nothing is remembered.
     pub miss_ttl: Duration,
+    /// How stale a cached launch config may be after a change made through another
+    /// container: the bound between two checks of the change counter.
+    pub change_check_interval: Duration,
     /// Rows the cleanup deletes per statement.
     pub cleanup_batch_size: u32,
     pub log_level: LevelFilter,
@@ -194,6 +197,8 @@ impl Config {
                 capacity: capacity("SESSION_CACHE_CAPACITY")?,
             },
             miss_ttl: seconds("MISS_CACHE_TTL_SECS", 30, 0)?,
+            change_check_interval: number("CHANGE_CHECK_INTERVAL_MS", 5000, 0, MAX_TIME_LIMIT_MS)
+                .map(Duration::from_millis)?,
             cleanup_batch_size: number("CLEANUP_BATCH_SIZE", 10_000, 1, 1_000_000)? as u32,
             log_level,
         })

@@ -1,5 +1,7 @@
 //! Versioned SQL migrations from `migrations/`, applied in order and recorded.
 
+use std::time::Duration;
+
 use tokio_postgres::Client;
 
 use crate::db::{Database, Retry};
@@ -15,33 +17,36 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_nonces_used_at",
         include_str!("../../migrations/0002_nonces_used_at.sql"),
     ),
+    (
+        "0003_change_counter",
+        include_str!("../../migrations/0003_change_counter.sql"),
+    ),
 ];
 
 /// Serialises runners that start at once (two cold containers, a deploy script).
 const LOCK_KEY: i64 = 0x4c54_4931_3353_5447; // "LTI13STG"
 
-/// Applies the migrations the database has not recorded yet, all in one transaction, and
-/// returns their versions (empty when the schema is current).
-pub async fn migrate(db: &Database) -> Result<Vec<String>, Error> {
-    db.run_with_time_limit(
-        std::time::Duration::from_secs(300),
-        Retry::Safe,
-        "migration",
-        async |client| {
-            client.batch_execute("BEGIN").await?;
-            match apply_missing(client).await {
-                Ok(applied) => {
-                    client.batch_execute("COMMIT").await?;
-                    Ok(applied)
-                }
-                Err(err) => {
-                    // Leave the shared connection usable; the failure to report is `err`.
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    Err(err)
-                }
+/// Time limit of `{"op":"migrate"}`: inside the storage function's 30 s Lambda timeout.
+/// `storage migrate` on the command line, for large databases, waits as long as it takes.
+pub const INVOCATION_TIME_LIMIT: Duration = Duration::from_secs(25);
+
+/// Applies the migrations the database has not recorded yet, all in one transaction, within
+/// `time_limit`, and returns their versions (empty when the schema is current).
+pub async fn migrate(db: &Database, time_limit: Duration) -> Result<Vec<String>, Error> {
+    db.run_with_time_limit(time_limit, Retry::Safe, "migration", async |client| {
+        client.batch_execute("BEGIN").await?;
+        match apply_missing(client).await {
+            Ok(applied) => {
+                client.batch_execute("COMMIT").await?;
+                Ok(applied)
             }
-        },
-    )
+            Err(err) => {
+                // Leave the shared connection usable; the failure to report is `err`.
+                let _ = client.batch_execute("ROLLBACK").await;
+                Err(err)
+            }
+        }
+    })
     .await
 }
 

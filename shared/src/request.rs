@@ -318,7 +318,7 @@ impl Storage {
                 json(self.delete_registration_session(&r.session_id).await?)
             }
             Request::Migrate => json(serde_json::json!({
-                "applied": migrate::migrate(self.database()).await?
+                "applied": migrate::migrate(self.database(), migrate::INVOCATION_TIME_LIMIT).await?
             })),
         }
     }

@@ -23,7 +23,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     });
 
     if std::env::args().nth(1).as_deref() == Some("migrate") {
-        let applied = lti_storage::migrate::migrate(storage.database()).await?;
+        // No time limit worth having for a one-off command: a day.
+        let limit = std::time::Duration::from_secs(24 * 3600);
+        let applied = lti_storage::migrate::migrate(storage.database(), limit).await?;
         if applied.is_empty() {
             println!("schema is up to date");
         } else {

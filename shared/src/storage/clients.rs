@@ -1,10 +1,15 @@
 //! Clients (platform registrations), their deployments, and the launch configs derived from
 //! them.
 //!
-//! Cache rule: every write to a client or one of its deployments forgets every cached launch
+//! Cache rules: every write to a client or one of its deployments forgets every cached launch
 //! config (hits and misses) of that client's (iss, clientId), as it was before the write and
 //! as it is after. Launch configs are cached under the key they were asked with, including
-//! those resolved through the `default` deployment.
+//! those resolved through the `default` deployment. Writes made elsewhere (other containers,
+//! other software) bump a change counter in the database; a cached launch config is served
+//! only while the counter was seen unchanged within the change-check interval, otherwise the
+//! counter is read again (one small round trip) and the whole cache is dropped if it moved.
+
+use std::time::Instant;
 
 use postgres_types::Type;
 use tokio_postgres::Row;
@@ -26,6 +31,13 @@ pub struct LaunchConfigKey {
     pub iss: String,
     pub client_id: String,
     pub deployment_id: String,
+}
+
+/// The change counter as this container last read it, and when.
+#[derive(Debug, Default)]
+pub(super) struct ChangeWatch {
+    version: Option<i64>,
+    checked_at: Option<Instant>,
 }
 
 fn client_from_row(row: &Row) -> Client {
@@ -70,6 +82,36 @@ fn check_optional(field: &str, value: Option<&str>, short: bool) -> Result<()> {
 }
 
 impl Storage {
+    /// Whether the change counter was last read longer ago than the interval.
+    fn change_check_due(&self) -> bool {
+        let watch = self.changes.lock().expect("change watch lock");
+        watch
+            .checked_at
+            .is_none_or(|at| at.elapsed() >= self.change_check_interval)
+    }
+
+    /// Records a reading of the change counter; drops every cached launch config if it moved.
+    fn saw_change_version(&self, version: i64) {
+        let mut watch = self.changes.lock().expect("change watch lock");
+        if watch.version.is_some_and(|seen| seen != version) {
+            self.launch_configs.clear();
+        }
+        watch.version = Some(version);
+        watch.checked_at = Some(Instant::now());
+    }
+
+    async fn check_changes(&self) -> Result<()> {
+        let row = self
+            .db
+            .run(Retry::Safe, "launch config", async |db| {
+                db.query_typed_one("SELECT version FROM lti_storage_changes", &[])
+                    .await
+            })
+            .await?;
+        self.saw_change_version(row.get("version"));
+        Ok(())
+    }
+
     fn forget_launch_configs(&self, iss: &str, client_id: &str) {
         self.launch_configs
             .remove_where(|key| key.iss == iss && key.client_id == client_id);
@@ -385,7 +427,13 @@ impl Storage {
             deployment_id: deployment_id.to_owned(),
         };
         if let Some(cached) = self.launch_configs.get(&key) {
-            return Ok(cached);
+            if !self.change_check_due() {
+                return Ok(cached);
+            }
+            self.check_changes().await?;
+            if let Some(cached) = self.launch_configs.get(&key) {
+                return Ok(cached);
+            }
         }
         // Values that cannot be stored cannot match.
         let storable = |value: &str| input::short_text("", value).is_ok();
@@ -395,12 +443,18 @@ impl Storage {
         let row = self
             .db
             .run(Retry::Safe, "launch config", async |db| {
-                db.query_typed_opt(
-                    "SELECT c.iss, c.client_id, d.deployment_id, c.auth_url, c.token_url, c.jwks_url
-                     FROM clients c JOIN deployments d ON d.client_id = c.id
-                     WHERE c.iss = $1 AND c.client_id = $2 AND d.deployment_id IN ($3, $4)
-                     ORDER BY d.deployment_id = $3 DESC
-                     LIMIT 1",
+                // Always one row: the change counter, with the launch config when found
+                // (read in the same snapshot, so the two agree).
+                db.query_typed_one(
+                    "SELECT changes.version, found.*
+                     FROM lti_storage_changes changes
+                     LEFT JOIN LATERAL (
+                         SELECT c.iss, c.client_id, d.deployment_id,
+                                c.auth_url, c.token_url, c.jwks_url
+                         FROM clients c JOIN deployments d ON d.client_id = c.id
+                         WHERE c.iss = $1 AND c.client_id = $2 AND d.deployment_id IN ($3, $4)
+                         ORDER BY d.deployment_id = $3 DESC
+                         LIMIT 1) found ON true",
                     &[
                         (&iss, Type::VARCHAR),
                         (&client_id, Type::VARCHAR),
@@ -411,8 +465,9 @@ impl Storage {
                 .await
             })
             .await?;
-        let config = row.map(|row| LaunchConfig {
-            iss: row.get("iss"),
+        self.saw_change_version(row.get("version"));
+        let config = row.get::<_, Option<String>>("iss").map(|iss| LaunchConfig {
+            iss,
             client_id: row.get("client_id"),
             deployment_id: row.get("deployment_id"),
             auth_url: row.get("auth_url"),

@@ -5,6 +5,7 @@ mod clients;
 mod nonces;
 mod sessions;
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -15,6 +16,7 @@ use crate::config::{Config, ConfigError};
 use crate::db::Database;
 use crate::model::LaunchConfig;
 
+use clients::ChangeWatch;
 pub use clients::LaunchConfigKey;
 
 /// One per container: the database connection and the caches, built once at init and kept
@@ -22,6 +24,9 @@ pub use clients::LaunchConfigKey;
 pub struct Storage {
     db: Database,
     launch_configs: TtlCache<LaunchConfigKey, LaunchConfig>,
+    /// What this container last saw of the database's change counter.
+    changes: Mutex<ChangeWatch>,
+    change_check_interval: Duration,
     /// Whole sessions (with their `id`), by id.
     sessions: TtlCache<Uuid, Value>,
     session_ttl: Duration,
@@ -38,6 +43,8 @@ impl Storage {
                 config.launch_config_cache.ttl,
                 config.miss_ttl,
             ),
+            changes: Mutex::new(ChangeWatch::default()),
+            change_check_interval: config.change_check_interval,
             sessions: TtlCache::new(
                 config.session_cache.capacity,
                 config.session_cache.ttl,

@@ -41,7 +41,7 @@ impl TestDb {
     pub async fn migrated() -> TestDb {
         let db = TestDb::empty().await;
         let storage = db.storage();
-        lti_storage::migrate::migrate(storage.database())
+        lti_storage::migrate::migrate(storage.database(), lti_storage::migrate::INVOCATION_TIME_LIMIT)
             .await
             .expect("migrations apply");
         db
