@@ -12,7 +12,7 @@
 set -euo pipefail
 
 log() { echo "pg-cluster: $*" >&2; }
-usage() { sed -n '2,10p' "$0" >&2; exit 2; }
+usage() { sed -n '2,11p' "$0" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 action=$1 dir=$2
 shift 2
@@ -66,9 +66,10 @@ start() {
     >"$dir/pg_ctl.log" 2>&1 ||
     { cat "$dir/pg_ctl.log" "$dir/server.log" >&2; log "could not start PostgreSQL (log above)"; exit 1; }
 }
+# mode: fast (connections are ended, committed data kept) or immediate (a crash).
 stop() {
   if [ -f "$dir/data/postmaster.pid" ]; then
-    as_db_user "$pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+    as_db_user "$pg_ctl" -D "$dir/data" -m "$1" -w stop >/dev/null 2>&1 || true
   fi
 }
 
@@ -109,8 +110,8 @@ create)
   echo "postgres://postgres@127.0.0.1:$port/postgres"
   ;;
 start) start ;;
-stop) stop ;;
-restart) stop; start ;;
-destroy) stop; rm -rf "$dir" ;;
+stop) stop fast ;;
+restart) stop fast; start ;;
+destroy) stop immediate; rm -rf "$dir" ;;
 *) usage ;;
 esac

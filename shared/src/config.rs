@@ -136,6 +136,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub connect_timeout: Duration,
     pub query_timeout: Duration,
+    /// A connection idle this long is pinged before use.
+    pub connection_idle_check: Duration,
     /// How long a session lives after `addSession`.
     pub session_ttl: Duration,
     pub launch_config_cache: CacheConfig,
@@ -187,6 +189,8 @@ impl Config {
             database,
             connect_timeout: millis("CONNECT_TIMEOUT_MS", 5000)?,
             query_timeout: millis("QUERY_TIMEOUT_MS", 5000)?,
+            connection_idle_check: number("CONNECTION_IDLE_CHECK_MS", 30_000, 0, MAX_TIME_LIMIT_MS)
+                .map(Duration::from_millis)?,
             session_ttl: seconds("SESSION_TTL_SECS", 24 * 3600, 1)?,
             launch_config_cache: CacheConfig {
                 ttl: seconds("LAUNCH_CONFIG_CACHE_TTL_SECS", 15 * 60, 0)?,

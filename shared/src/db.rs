@@ -2,7 +2,7 @@
 //! by every later call, re-opened when it has dropped.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 use tokio::time::timeout;
@@ -29,8 +29,18 @@ pub struct Database {
     tls: Option<MakeRustlsConnect>,
     connect_timeout: Duration,
     query_timeout: Duration,
-    client: Mutex<Option<Arc<Client>>>,
+    idle_check_after: Duration,
+    open: Mutex<Option<Open>>,
 }
+
+/// The open connection and when a call last took it.
+struct Open {
+    client: Arc<Client>,
+    last_used: Instant,
+}
+
+/// The longest a liveness check of an idle connection may take before it is given up.
+const LIVENESS_CHECK_LIMIT: Duration = Duration::from_secs(1);
 
 impl Database {
     /// Checks the TLS set-up; opens nothing (the first call does).
@@ -40,7 +50,8 @@ impl Database {
             config: config.database.clone(),
             connect_timeout: config.connect_timeout,
             query_timeout: config.query_timeout,
-            client: Mutex::new(None),
+            idle_check_after: config.connection_idle_check,
+            open: Mutex::new(None),
         })
     }
 
@@ -92,29 +103,56 @@ impl Database {
     }
 
     /// The open connection, or a new one when there is none or it has closed.
+    ///
+    /// A connection idle for a while (a frozen container) may have been cut without a word by
+    /// a NAT or proxy; it gets a quick ping first, so the call is not the one to find out by
+    /// waiting for its whole time limit, and a call that must not be repeated is not sent
+    /// into a dead connection.
     async fn client(&self) -> Result<Arc<Client>, Error> {
-        let mut slot = self.client.lock().await;
-        if let Some(client) = slot.as_ref().filter(|client| !client.is_closed()) {
-            return Ok(client.clone());
+        // Lets the connection's task read what arrived while this container was frozen or
+        // busy (a server's goodbye, a closed socket), so `is_closed` below is current and a
+        // call that must not be repeated is never sent into a connection already gone. Two
+        // yields: the first lets the runtime poll the sockets, which schedules the task; the
+        // second lets the task run. Microseconds, no round trip.
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+        let mut slot = self.open.lock().await;
+        if let Some(open) = slot.as_mut() {
+            let usable = !open.client.is_closed()
+                && (open.last_used.elapsed() < self.idle_check_after
+                    || self.is_alive(&open.client).await);
+            if usable {
+                open.last_used = Instant::now();
+                return Ok(open.client.clone());
+            }
+            tracing::info!("database connection found dead; opening a new one");
         }
         *slot = None;
         let client = Arc::new(self.connect().await?);
-        *slot = Some(client.clone());
+        *slot = Some(Open {
+            client: client.clone(),
+            last_used: Instant::now(),
+        });
         Ok(client)
     }
 
+    async fn is_alive(&self, client: &Client) -> bool {
+        let limit = LIVENESS_CHECK_LIMIT.min(self.query_timeout);
+        matches!(timeout(limit, client.simple_query("")).await, Ok(Ok(_)))
+    }
+
     async fn discard(&self, broken: &Arc<Client>) {
-        let mut slot = self.client.lock().await;
+        let mut slot = self.open.lock().await;
         if slot
             .as_ref()
-            .is_some_and(|client| Arc::ptr_eq(client, broken))
+            .is_some_and(|open| Arc::ptr_eq(&open.client, broken))
         {
             *slot = None;
         }
     }
 
     async fn connect(&self) -> Result<Client, Error> {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let connecting = async {
             match &self.tls {
                 None => {

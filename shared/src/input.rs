@@ -12,10 +12,15 @@ use crate::error::{Error, Result};
 /// The limit of the schema's `varchar(255)` columns, in characters as PostgreSQL counts them.
 pub const VARCHAR_LIMIT: usize = 255;
 
-/// An internal id: must be a UUID.
+/// An internal id: must be a UUID. The message does not quote the value: a session id is
+/// part of the session's contents.
 pub fn uuid(field: &str, value: &str) -> Result<Uuid> {
-    Uuid::parse_str(value)
-        .map_err(|_| Error::invalid_input(format!("{field} must be a UUID, got {:?}", clip(value))))
+    Uuid::parse_str(value).map_err(|_| {
+        Error::invalid_input(format!(
+            "{field} must be a UUID (like 123e4567-e89b-12d3-a456-426614174000), got a string of {} characters",
+            value.chars().count()
+        ))
+    })
 }
 
 /// Text for a `varchar(255)` column: no NUL, at most 255 characters, never truncated.
@@ -59,11 +64,6 @@ pub fn json(field: &str, value: &serde_json::Value) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// At most 40 characters of a bad value, for an error message (ids, never secrets).
-fn clip(value: &str) -> String {
-    value.chars().take(40).collect()
 }
 
 /// An `expiresAt` argument: an RFC 3339 string (what `JSON.stringify(new Date())` gives) or

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod cluster;
+pub mod proxy;
+
 use lti_storage::{Config, Storage};
 use tokio_postgres::NoTls;
 
@@ -27,23 +30,36 @@ pub fn with_param(url: &str, extra: &str) -> String {
 impl TestDb {
     /// A new, empty schema.
     pub async fn empty() -> TestDb {
+        TestDb::empty_on(&admin_url()).await
+    }
+
+    /// A new, empty schema on the server at `admin_url`.
+    pub async fn empty_on(admin_url: &str) -> TestDb {
         let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let admin = connect(&admin_url()).await;
+        let admin = connect(admin_url).await;
         admin
             .batch_execute(&format!("CREATE SCHEMA {schema}"))
             .await
             .expect("create the test schema");
-        let url = with_param(&admin_url(), &format!("options=-c%20search_path%3D{schema}"));
+        let url = with_param(admin_url, &format!("options=-c%20search_path%3D{schema}"));
         TestDb { url, schema }
     }
 
     /// A new schema with the migrations applied.
     pub async fn migrated() -> TestDb {
-        let db = TestDb::empty().await;
+        TestDb::migrated_on(&admin_url()).await
+    }
+
+    /// A new schema with the migrations applied, on the server at `admin_url`.
+    pub async fn migrated_on(admin_url: &str) -> TestDb {
+        let db = TestDb::empty_on(admin_url).await;
         let storage = db.storage();
-        lti_storage::migrate::migrate(storage.database(), lti_storage::migrate::INVOCATION_TIME_LIMIT)
-            .await
-            .expect("migrations apply");
+        lti_storage::migrate::migrate(
+            storage.database(),
+            lti_storage::migrate::INVOCATION_TIME_LIMIT,
+        )
+        .await
+        .expect("migrations apply");
         db
     }
 
