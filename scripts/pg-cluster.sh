@@ -62,9 +62,23 @@ fi
 
 start() {
   # -w waits until the server accepts connections.
-  as_db_user "$pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "$(cat "$dir/options")" -w -t 60 start \
-    >"$dir/pg_ctl.log" 2>&1 ||
-    { cat "$dir/pg_ctl.log" "$dir/server.log" >&2; log "could not start PostgreSQL (log above)"; exit 1; }
+  as_db_user "$pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "$(cat "$dir/options") -p $(cat "$dir/port")" \
+    -w -t 60 start >"$dir/pg_ctl.log" 2>&1
+}
+fail_to_start() {
+  cat "$dir/pg_ctl.log" "$dir/server.log" >&2; log "could not start PostgreSQL (log above)"; exit 1
+}
+start_or_fail() { start || fail_to_start; }
+# A free port below the kernel's ephemeral range (whose ports outgoing connections take at
+# any moment), never 5432.
+pick_port() {
+  local low p
+  low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    p=$((10000 + (RANDOM * 32768 + RANDOM) % (low - 10000)))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p" && return; fi
+  done
+  log "no free TCP port found"; exit 1
 }
 # mode: fast (connections are ended, committed data kept) or immediate (a crash).
 stop() {
@@ -88,12 +102,6 @@ create)
     esac
   done
   chown -R "$db_user" "$dir" && chmod 755 "$dir" # the server's user must own its files
-  # A random free port (bash's /dev/tcp connect fails when nothing listens), never 5432.
-  port=""; for _ in 1 2 3 4 5 6 7 8 9 10; do
-    p=$((20000 + (RANDOM * 32768 + RANDOM) % 40001))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p && break; fi
-  done
-  [ -n "$port" ] || { log "no free TCP port found"; exit 1; }
   auth=(-A trust)
   if [ -n "$password" ]; then
     printf '%s\n' "$password" >"$dir/pwfile" && chown "$db_user" "$dir/pwfile"
@@ -103,15 +111,22 @@ create)
     >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; log "initdb failed"; exit 1; }
   rm -f "$dir/pwfile"
   # No durability: a disposable, fast server.
-  echo "-h 127.0.0.1 -p $port -k '$dir' -c fsync=off -c synchronous_commit=off" \
+  echo "-h 127.0.0.1 -k '$dir' -c fsync=off -c synchronous_commit=off" \
     "-c full_page_writes=off -c max_connections=300 $settings" >"$dir/options"
-  echo "$port" >"$dir/port"
-  start
-  echo "postgres://postgres@127.0.0.1:$port/postgres"
+  # Another process may take the port between the check and the bind: try a few.
+  for attempt in 1 2 3 4 5; do
+    pick_port >"$dir/port"
+    rm -f "$dir/server.log"
+    start && break
+    if [ "$attempt" -eq 5 ] || ! grep -q "could not create any TCP/IP sockets" "$dir/server.log"; then
+      fail_to_start
+    fi
+  done
+  echo "postgres://postgres@127.0.0.1:$(cat "$dir/port")/postgres"
   ;;
-start) start ;;
+start) start_or_fail ;;
 stop) stop fast ;;
-restart) stop fast; start ;;
+restart) stop fast; start_or_fail ;;
 destroy) stop immediate; rm -rf "$dir" ;;
 *) usage ;;
 esac

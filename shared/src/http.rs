@@ -127,8 +127,21 @@ pub fn route(
         }
     };
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    // (op, reply, arguments); the arguments are the payload fields of a direct invocation.
-    let found: Option<(&str, Reply, Value)> = match (method, segments.as_slice()) {
+    match find(method, &segments, query, body) {
+        Some((op, reply, args)) => Ok(Request::from_args(op, args).map(|request| (request, reply))),
+        None => Err(no_route(method, &segments)),
+    }
+}
+
+/// The route table: (op, reply, arguments); the arguments are the payload fields of a direct
+/// invocation.
+fn find(
+    method: &str,
+    segments: &[&str],
+    query: &[(String, String)],
+    body: Value,
+) -> Option<(&'static str, Reply, Value)> {
+    match (method, segments) {
         ("GET", ["clients"]) => Some(("listClients", Reply::Ok, json!({}))),
         ("POST", ["clients"]) => Some(("addClient", Reply::CreatedId, json!({ "client": body }))),
         ("GET", ["clients", id]) => Some((
@@ -206,10 +219,6 @@ pub fn route(
         )),
         ("POST", ["migrate"]) => Some(("migrate", Reply::Ok, json!({}))),
         _ => None,
-    };
-    match found {
-        Some((op, reply, args)) => Ok(Request::from_args(op, args).map(|request| (request, reply))),
-        None => Err(no_route(method, &segments)),
     }
 }
 
@@ -218,10 +227,7 @@ fn no_route(method: &str, segments: &[&str]) -> NoRoute {
     let path_exists = ["GET", "POST", "PUT", "PATCH", "DELETE"]
         .iter()
         .filter(|other| **other != method)
-        .any(|other| {
-            let path = segments.iter().map(|s| format!("/{s}")).collect::<String>();
-            route(other, &path, &[], Value::Null).is_ok()
-        });
+        .any(|other| find(other, segments, &[], Value::Null).is_some());
     let (status, message) = if path_exists {
         (405, format!("method {method} is not allowed on this path"))
     } else {
