@@ -48,9 +48,10 @@ pub async fn cleanup(storage: &Storage, deadline: Instant) -> Result<CleanupOutc
                 break 'tables;
             }
             let started = Instant::now();
+            let sql = &sql;
             let row = storage
                 .database()
-                .run(Retry::Safe, "cleanup", async |db| {
+                .run(Retry::Safe, "cleanup", |db| async move {
                     db.query_typed_one(&sql, &[(&batch_size, Type::INT8)]).await
                 })
                 .await?;

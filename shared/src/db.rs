@@ -1,6 +1,7 @@
 //! The container's one database connection: opened by the first call that needs it, reused
 //! by every later call, re-opened when it has dropped.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,26 +59,32 @@ impl Database {
     /// Runs `query` on the connection within the query time limit. A connection found dead
     /// is replaced; the call is repeated once on the new one when `retry` allows it.
     /// `what` names the subject of the call in error messages.
-    pub async fn run<T>(
+    pub async fn run<T, Q>(
         &self,
         retry: Retry,
         what: &str,
-        query: impl AsyncFn(&Client) -> Result<T, tokio_postgres::Error>,
-    ) -> Result<T, Error> {
+        query: impl Fn(Arc<Client>) -> Q,
+    ) -> Result<T, Error>
+    where
+        Q: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
         self.run_with_time_limit(self.query_timeout, retry, what, query)
             .await
     }
 
     /// `run` with a time limit of its own, for work longer than one query (migrations).
-    pub async fn run_with_time_limit<T>(
+    pub async fn run_with_time_limit<T, Q>(
         &self,
         limit: Duration,
         retry: Retry,
         what: &str,
-        query: impl AsyncFn(&Client) -> Result<T, tokio_postgres::Error>,
-    ) -> Result<T, Error> {
+        query: impl Fn(Arc<Client>) -> Q,
+    ) -> Result<T, Error>
+    where
+        Q: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
         let client = self.client().await?;
-        let failure = match timeout(limit, query(&client)).await {
+        let failure = match timeout(limit, query(client.clone())).await {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(err)) if !is_connection_error(&err) => return Err(from_db(err, what)),
             Ok(Err(err)) => from_db(err, what),
@@ -93,7 +100,7 @@ impl Database {
         }
         tracing::info!(what, "retrying on a fresh database connection");
         let client = self.client().await?;
-        match timeout(limit, query(&client)).await {
+        match timeout(limit, query(client.clone())).await {
             Ok(result) => result.map_err(|err| from_db(err, what)),
             Err(_) => {
                 self.discard(&client).await;
@@ -218,6 +225,31 @@ fn connect_error(err: tokio_postgres::Error) -> Error {
             return Error::unavailable("the database is starting up or shutting down; retry");
         }
     }
-    // No SQLSTATE: network or TLS. Its text names neither the password nor the query.
-    Error::unavailable(format!("could not connect to the database: {err}"))
+    // No SQLSTATE: network or TLS. tokio-postgres' text names only the kind of failure
+    // ("error performing TLS handshake"); the reason is its source. Neither names the
+    // password nor the query.
+    let cause = std::error::Error::source(&err);
+    // A refused certificate, or a server without TLS, will not fix itself: the settings
+    // must change.
+    let certificate = cause
+        .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+        .and_then(|io| io.get_ref())
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .filter(|tls| matches!(tls, rustls::Error::InvalidCertificate(_)));
+    if let Some(refused) = certificate {
+        return Error::internal(format!(
+            "the database's TLS certificate was refused ({refused}); check sslmode in \
+             DATABASE_URL and the root certificate (PGSSLROOTCERT or sslrootcert=)"
+        ));
+    }
+    match cause {
+        Some(cause) if cause.to_string() == "server does not support TLS" => Error::internal(
+            "the database server does not support TLS, but DATABASE_URL asks for it \
+             (sslmode=require, verify-ca or verify-full)",
+        ),
+        Some(cause) => {
+            Error::unavailable(format!("could not connect to the database: {err}: {cause}"))
+        }
+        None => Error::unavailable(format!("could not connect to the database: {err}")),
+    }
 }

@@ -648,3 +648,37 @@ async fn save_launch_config_returns_null_and_stores_nothing() {
     assert_eq!(count(&db, "SELECT count(*) FROM clients").await, 0);
     assert_eq!(count(&db, "SELECT count(*) FROM deployments").await, 0);
 }
+
+/// A server embedding the crate runs calls on a multi-thread runtime: their futures must be
+/// `Send` (this fails to compile otherwise) and calls on one storage may overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_can_be_spawned_and_overlap_on_one_storage() {
+    let db = TestDb::migrated().await;
+    let storage = std::sync::Arc::new(db.storage());
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let storage = storage.clone();
+            tokio::spawn(async move {
+                let payload = json!({"op": "storeNonce", "nonce": format!("spawned-{i}"),
+                                     "expiresAt": "2099-01-01T00:00:00Z"});
+                storage
+                    .handle(Request::from_payload(payload).unwrap())
+                    .await
+            })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), Value::Null);
+    }
+    let stored: i64 = db
+        .sql()
+        .await
+        .query_one(
+            "SELECT count(*) FROM nonces WHERE nonce LIKE 'spawned-%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 8);
+}

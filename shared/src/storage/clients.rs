@@ -103,7 +103,7 @@ impl Storage {
     async fn check_changes(&self) -> Result<()> {
         let row = self
             .db
-            .run(Retry::Safe, "launch config", async |db| {
+            .run(Retry::Safe, "launch config", |db| async move {
                 db.query_typed_one("SELECT version FROM lti_storage_changes", &[])
                     .await
             })
@@ -120,7 +120,7 @@ impl Storage {
     pub async fn list_clients(&self) -> Result<Vec<Client>> {
         let rows = self
             .db
-            .run(Retry::Safe, "client", async |db| {
+            .run(Retry::Safe, "client", |db| async move {
                 db.query_typed(
                     "SELECT id, name, iss, client_id, auth_url, token_url, jwks_url
                      FROM clients ORDER BY name, id",
@@ -140,7 +140,7 @@ impl Storage {
         // One round trip: the deployments come along as a JSON array.
         let row = self
             .db
-            .run(Retry::Safe, "client", async |db| {
+            .run(Retry::Safe, "client", |db| async move {
                 db.query_typed_opt(
                     "SELECT c.id, c.name, c.iss, c.client_id, c.auth_url, c.token_url, c.jwks_url,
                             COALESCE((SELECT json_agg(json_build_object(
@@ -172,7 +172,7 @@ impl Storage {
         // (ON CONFLICT (id)) instead of adding a second one.
         let id = Uuid::new_v4();
         self.db
-            .run(Retry::Safe, "client", async |db| {
+            .run(Retry::Safe, "client", |db| async move {
                 db.query_typed(
                     "INSERT INTO clients (id, name, iss, client_id, auth_url, token_url, jwks_url)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -205,7 +205,7 @@ impl Storage {
         // Returns the old (iss, clientId) too: cached launch configs under it must go.
         let row = self
             .db
-            .run(Retry::Safe, "client", async |db| {
+            .run(Retry::Safe, "client", |db| async move {
                 db.query_typed_opt(
                     "WITH old AS (SELECT id, iss, client_id FROM clients WHERE id = $1 FOR UPDATE)
                      UPDATE clients c SET
@@ -243,7 +243,7 @@ impl Storage {
         let id = input::uuid("clientId", client_id)?;
         let row = self
             .db
-            .run(Retry::Safe, "client", async |db| {
+            .run(Retry::Safe, "client", |db| async move {
                 db.query_typed_opt(
                     "WITH gone_deployments AS (DELETE FROM deployments WHERE client_id = $1)
                      DELETE FROM clients WHERE id = $1 RETURNING iss, client_id",
@@ -262,7 +262,7 @@ impl Storage {
         let id = input::uuid("clientId", client_id)?;
         let rows = self
             .db
-            .run(Retry::Safe, "deployment", async |db| {
+            .run(Retry::Safe, "deployment", |db| async move {
                 db.query_typed(
                     "SELECT id, deployment_id, name, description, client_id
                      FROM deployments WHERE client_id = $1 ORDER BY deployment_id",
@@ -288,7 +288,7 @@ impl Storage {
         };
         let row = self
             .db
-            .run(Retry::Safe, "deployment", async |db| {
+            .run(Retry::Safe, "deployment", |db| async move {
                 db.query_typed_opt(
                     "SELECT id, deployment_id, name, description, client_id
                      FROM deployments WHERE id = $1 AND client_id = $2",
@@ -318,7 +318,7 @@ impl Storage {
         let id = Uuid::new_v4();
         let owner = self
             .db
-            .run(Retry::Safe, "deployment", async |db| {
+            .run(Retry::Safe, "deployment", |db| async move {
                 db.query_typed_opt(
                     "WITH owner AS (SELECT id, iss, client_id FROM clients WHERE id = $2),
                           added AS (
@@ -361,7 +361,7 @@ impl Storage {
         check_optional("deployment.description", description.flatten(), false)?;
         let row = self
             .db
-            .run(Retry::Safe, "deployment", async |db| {
+            .run(Retry::Safe, "deployment", |db| async move {
                 db.query_typed_opt(
                     "WITH changed AS (
                          UPDATE deployments SET
@@ -397,7 +397,7 @@ impl Storage {
         let id = input::uuid("deploymentId", deployment_id)?;
         let owner = self
             .db
-            .run(Retry::Safe, "deployment", async |db| {
+            .run(Retry::Safe, "deployment", |db| async move {
                 db.query_typed_opt(
                     "WITH gone AS (DELETE FROM deployments WHERE id = $2 AND client_id = $1
                                    RETURNING client_id)
@@ -442,7 +442,7 @@ impl Storage {
         }
         let row = self
             .db
-            .run(Retry::Safe, "launch config", async |db| {
+            .run(Retry::Safe, "launch config", |db| async move {
                 // Always one row: the change counter, with the launch config when found
                 // (read in the same snapshot, so the two agree).
                 db.query_typed_one(

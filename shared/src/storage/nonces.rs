@@ -14,7 +14,7 @@ impl Storage {
         // Never repeated: after a lost answer the repeat would meet its own row and report a
         // Conflict. The caller gets Unavailable and issues a fresh nonce.
         self.db
-            .run(Retry::Never, "nonce", async |db| {
+            .run(Retry::Never, "nonce", |db| async move {
                 db.query_typed(
                     "INSERT INTO nonces (nonce, expires_at) VALUES ($1, $2)",
                     &[(&nonce, Type::VARCHAR), (&expires_at.0, Type::TIMESTAMPTZ)],
@@ -35,7 +35,7 @@ impl Storage {
         // Never repeated: a repeat after a lost answer would see its own mark and say false.
         let row = self
             .db
-            .run(Retry::Never, "nonce", async |db| {
+            .run(Retry::Never, "nonce", |db| async move {
                 db.query_typed_opt(
                     "UPDATE nonces SET used_at = now()
                      WHERE nonce = $1 AND used_at IS NULL AND expires_at > now()

@@ -50,10 +50,11 @@ impl Storage {
         let data = Value::Object(data);
         input::json("session", &data)?;
         let ttl_secs = self.session_ttl.as_secs_f64();
+        let stored = &data;
         // The conditional upsert makes a repeat after a lost answer harmless.
         let row = self
             .db
-            .run(Retry::Safe, "session", async |db| {
+            .run(Retry::Safe, "session", |db| async move {
                 db.query_typed_opt(
                     "INSERT INTO sessions (id, data, expires_at)
                      VALUES ($1, $2, now() + $3 * interval '1 second')
@@ -62,7 +63,7 @@ impl Storage {
                      RETURNING expires_at",
                     &[
                         (&id, Type::UUID),
-                        (&data, Type::JSONB),
+                        (stored, Type::JSONB),
                         (&ttl_secs, Type::FLOAT8),
                     ],
                 )
@@ -94,7 +95,7 @@ impl Storage {
         }
         let row = self
             .db
-            .run(Retry::Safe, "session", async |db| {
+            .run(Retry::Safe, "session", |db| async move {
                 db.query_typed_opt(
                     "SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > now()",
                     &[(&id, Type::UUID)],
@@ -129,17 +130,17 @@ impl Storage {
             Some(value) => Timestamp::deserialize_value(value)
                 .map_err(|problem| Error::invalid_input(format!("session.expiresAt: {problem}")))?,
         };
-        let data = Value::Object(session.clone());
-        input::json("session", &data)?;
+        let data = &Value::Object(session.clone());
+        input::json("session", data)?;
         self.db
-            .run(Retry::Safe, "registration session", async |db| {
+            .run(Retry::Safe, "registration session", |db| async move {
                 db.query_typed(
                     "INSERT INTO registration_sessions (id, data, expires_at) VALUES ($1, $2, $3)
                      ON CONFLICT (id) DO UPDATE
                          SET data = EXCLUDED.data, expires_at = EXCLUDED.expires_at",
                     &[
                         (&id, Type::UUID),
-                        (&data, Type::JSONB),
+                        (data, Type::JSONB),
                         (&expires_at.0, Type::TIMESTAMPTZ),
                     ],
                 )
@@ -156,7 +157,7 @@ impl Storage {
         };
         let row = self
             .db
-            .run(Retry::Safe, "registration session", async |db| {
+            .run(Retry::Safe, "registration session", |db| async move {
                 db.query_typed_opt(
                     "SELECT data FROM registration_sessions WHERE id = $1 AND expires_at > now()",
                     &[(&id, Type::UUID)],
@@ -171,7 +172,7 @@ impl Storage {
     pub async fn delete_registration_session(&self, session_id: &str) -> Result<()> {
         let id = input::uuid("sessionId", session_id)?;
         self.db
-            .run(Retry::Safe, "registration session", async |db| {
+            .run(Retry::Safe, "registration session", |db| async move {
                 db.query_typed(
                     "DELETE FROM registration_sessions WHERE id = $1",
                     &[(&id, Type::UUID)],
