@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Checks the deployment without AWS: cfn-lint and `sam validate --lint` on template.yaml, then
+# `sam build`, and that it produced an arm64 `bootstrap` for both functions.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# shellcheck source=scripts/ensure-tools.sh
+. scripts/ensure-tools.sh
+ensure_tools cfn-lint sam aarch64
+
+# Linting needs a region but no credentials.
+export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" SAM_CLI_TELEMETRY=0
+cfn-lint template.yaml
+sam validate --lint
+
+build_dir=$(mktemp -d "${TMPDIR:-/tmp}/sam-build.XXXXXX")
+trap 'rm -rf "$build_dir"' EXIT
+sam build --build-dir "$build_dir"
+for function in StorageFunction CleanupFunction; do
+  binary="$build_dir/$function/bootstrap"
+  # ELF e_machine (2 bytes at offset 18, little-endian): 183 is AArch64.
+  machine=$(od -An -t u2 -j 18 -N 2 "$binary" | tr -d ' ')
+  [ "$machine" = 183 ] || { echo "check-template: $binary is not an arm64 binary (e_machine $machine)" >&2; exit 1; }
+  echo "check-template: $function/bootstrap is arm64, $(stat -c %s "$binary") bytes"
+done
