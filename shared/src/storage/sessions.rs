@@ -30,6 +30,16 @@ fn with_id(id: Uuid, data: Map<String, Value>) -> Value {
     Value::Object(session)
 }
 
+/// The `data` column. jsonb can hold numbers beyond a double (written by other software,
+/// e.g. `1e400`), which serde_json cannot represent: an error of the call, never a panic.
+fn stored_json(row: &tokio_postgres::Row, what: &str) -> Result<Value> {
+    row.try_get("data").map_err(|_| {
+        Error::internal(format!(
+            "the stored {what} is not JSON this storage can read (a number beyond the range of a double?)"
+        ))
+    })
+}
+
 impl Storage {
     /// Stores a session (an object with a UUID `id`) for the session TTL; returns its id.
     /// Storing the identical session again succeeds (and renews it); a different session
@@ -108,7 +118,7 @@ impl Storage {
             return Ok(None);
         };
         // Rows written by other software may hold a non-object; return it as it is.
-        let session = match row.get::<_, Value>("data") {
+        let session = match stored_json(&row, "session")? {
             Value::Object(data) => with_id(id, data),
             other => other,
         };
@@ -165,7 +175,8 @@ impl Storage {
                 .await
             })
             .await?;
-        Ok(row.map(|row| row.get("data")))
+        row.map(|row| stored_json(&row, "registration session"))
+            .transpose()
     }
 
     /// An unknown registration session is not an error.

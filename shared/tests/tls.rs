@@ -1,0 +1,384 @@
+//! TLS to the database as the connection string asks, against real PostgreSQL clusters that
+//! serve certificates made here: a test CA, a server certificate it signed, and an unrelated
+//! CA. What a user checks: the modes that must connect do, the ones that must refuse do (with
+//! a message that says why), and an encrypted connection really is encrypted on the server.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use lti_storage::{Config, ErrorKind, Request, Storage};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use serde_json::json;
+use support::cluster::Cluster;
+use support::{with_param, TestDb};
+
+/// A CA that can sign server certificates.
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().expect("CA key");
+        let cert = params.self_signed(&key).expect("self-signed CA");
+        Ca { cert, key }
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses): (cert PEM, key PEM).
+    fn issue(&self, names: &[&str]) -> (String, String) {
+        let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+        let mut params = CertificateParams::new(names.clone()).expect("server params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, &names[0]);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        let key = KeyPair::generate().expect("server key");
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("server certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// PEM files of one test, in a directory of its own, removed afterwards.
+struct Pki {
+    dir: PathBuf,
+    /// The CA that signed the servers' certificates.
+    ca: PathBuf,
+    /// A CA that signed nothing here.
+    other_ca: PathBuf,
+    /// Certificate and key for "localhost" and 127.0.0.1.
+    server: (PathBuf, PathBuf),
+    /// Certificate and key for "db.example.internal" only.
+    elsewhere: (PathBuf, PathBuf),
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = std::env::temp_dir().join(format!("lti-tls-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir(&dir).expect("create the certificate directory");
+        let write = |name: &str, pem: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).expect("write a PEM file");
+            path
+        };
+        let ca = Ca::new("LTI storage test CA");
+        let other = Ca::new("Unrelated test CA");
+        let (server_cert, server_key) = ca.issue(&["localhost", "127.0.0.1"]);
+        let (elsewhere_cert, elsewhere_key) = ca.issue(&["db.example.internal"]);
+        Pki {
+            ca: write("ca.pem", &ca.cert.pem()),
+            other_ca: write("other-ca.pem", &other.cert.pem()),
+            server: (
+                write("server.crt", &server_cert),
+                write("server.key", &server_key),
+            ),
+            elsewhere: (
+                write("elsewhere.crt", &elsewhere_cert),
+                write("elsewhere.key", &elsewhere_key),
+            ),
+            dir,
+        }
+    }
+
+    /// A cluster that serves `(cert, key)` and still accepts plain connections.
+    fn cluster(&self, (cert, key): &(PathBuf, PathBuf)) -> Cluster {
+        Cluster::create(&["--tls", path_str(cert), path_str(key)])
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+/// `path` %-encoded for a URL query value.
+fn url_value(path: &Path) -> String {
+    path_str(path)
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A storage on `db` through `params` added to its URL, with extra variables.
+fn storage(db: &TestDb, params: &str, vars: &[(&str, &str)]) -> Storage {
+    let url = with_param(&db.url, params);
+    let mut vars = vars.to_vec();
+    vars.push(("DATABASE_URL", &url));
+    db.storage_with(&vars)
+}
+
+/// What pg_stat_ssl says of the storage's connection (application_name `lti-storage`):
+/// (ssl, TLS version), or `None` when it has no connection.
+async fn server_view_of_storage_connection(cluster: &Cluster) -> Option<(bool, Option<String>)> {
+    let admin = support::connect(&cluster.url).await;
+    let rows = admin
+        .query(
+            "SELECT s.ssl, s.version FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = 'lti-storage'",
+            &[],
+        )
+        .await
+        .expect("read pg_stat_ssl");
+    assert!(rows.len() <= 1, "one storage connection expected");
+    rows.first().map(|row| (row.get(0), row.get(1)))
+}
+
+/// Runs `{"op":"migrate"}` through the storage, then asks the server about its connection.
+async fn migrate_and_look(storage: &Storage, cluster: &Cluster) -> (bool, Option<String>) {
+    let request = Request::from_payload(json!({"op": "migrate"})).unwrap();
+    let applied = storage.handle(request).await.expect("migrate succeeds");
+    assert!(
+        !applied["applied"].as_array().unwrap().is_empty(),
+        "the schema was empty: migrations must have been applied, got {applied}"
+    );
+    assert_eq!(storage.list_clients().await.unwrap(), vec![]);
+    server_view_of_storage_connection(cluster)
+        .await
+        .expect("the storage's connection is open")
+}
+
+#[tokio::test]
+async fn sslmode_require_encrypts_without_a_root_certificate() {
+    let pki = Pki::new();
+    let cluster = pki.cluster(&pki.server);
+    let db = TestDb::empty_on(&cluster.url).await;
+    let storage = storage(&db, "sslmode=require", &[]);
+
+    let (ssl, version) = migrate_and_look(&storage, &cluster).await;
+    assert!(ssl, "sslmode=require must give an encrypted connection");
+    assert!(
+        version.as_deref().is_some_and(|v| v.starts_with("TLSv1.")),
+        "TLS version {version:?}"
+    );
+}
+
+#[tokio::test]
+async fn default_sslmode_prefer_encrypts_when_the_server_offers_tls() {
+    let pki = Pki::new();
+    let cluster = pki.cluster(&pki.server);
+    let db = TestDb::empty_on(&cluster.url).await;
+    let storage = db.storage();
+
+    let (ssl, _) = migrate_and_look(&storage, &cluster).await;
+    assert!(
+        ssl,
+        "with no sslmode (prefer), a TLS server is used with TLS"
+    );
+}
+
+#[tokio::test]
+async fn sslmode_disable_connects_in_plain_text_to_a_tls_server() {
+    let pki = Pki::new();
+    let cluster = pki.cluster(&pki.server);
+    let db = TestDb::empty_on(&cluster.url).await;
+    let storage = storage(&db, "sslmode=disable", &[]);
+
+    let (ssl, version) = migrate_and_look(&storage, &cluster).await;
+    assert!(!ssl, "sslmode=disable must not encrypt");
+    assert_eq!(version, None);
+}
+
+#[tokio::test]
+async fn verify_full_with_the_right_ca_in_sslrootcert_connects_encrypted() {
+    let pki = Pki::new();
+    let cluster = pki.cluster(&pki.server);
+    let db = TestDb::empty_on(&cluster.url).await;
+    let params = format!("sslmode=verify-full&sslrootcert={}", url_value(&pki.ca));
+    let storage = storage(&db, &params, &[]);
+
+    let (ssl, _) = migrate_and_look(&storage, &cluster).await;
+    assert!(ssl);
+}
+
+#[tokio::test]
+async fn verify_full_with_the_right_ca_in_pgsslrootcert_connects() {
+    let pki = Pki::new();
+    let cluster = pki.cluster(&pki.server);
+    let db = TestDb::empty_on(&cluster.url).await;
+    let storage = storage(
+        &db,
+        "sslmode=verify-full",
+        &[("PGSSLROOTCERT", path_str(&pki.ca))],
+    );
+
+    let (ssl, _) = migrate_and_look(&storage, &cluster).await;
+    assert!(ssl);
+}
+
+#[tokio::test]
+async fn verify_full_by_host_name_connects_when_the_certificate_names_it() {
+    let pki = Pki::new();
+    let cluster = pki.cluster(&pki.server);
+    let db = TestDb::migrated_on(&cluster.url).await;
+    let url = with_param(
+        &db.url.replace("@127.0.0.1:", "@localhost:"),
+        &format!("sslmode=verify-full&sslrootcert={}", url_value(&pki.ca)),
+    );
+    assert!(url.contains("@localhost:"));
+    let storage = db.storage_with(&[("DATABASE_URL", &url)]);
+
+    assert_eq!(storage.list_clients().await.unwrap(), vec![]);
+}
+
+#[tokio::test]
+async fn verify_full_with_an_unrelated_ca_is_refused() {
+    let pki = Pki::new();
+    let cluster = pki.cluster(&pki.server);
+    let db = TestDb::migrated_on(&cluster.url).await;
+    for mode in ["verify-full", "verify-ca"] {
+        let params = format!("sslmode={mode}&sslrootcert={}", url_value(&pki.other_ca));
+        let storage = storage(&db, &params, &[]);
+
+        let err = storage.list_clients().await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Internal, "{mode}: {err}");
+        assert!(
+            err.message.contains("certificate"),
+            "{mode}: the message must say the certificate was refused: {err}"
+        );
+        assert!(
+            err.message.contains("PGSSLROOTCERT") || err.message.contains("sslrootcert"),
+            "{mode}: the message must point at the root certificate setting: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sslmode_require_with_a_root_certificate_also_verifies_the_chain() {
+    // As libpq: `require` plus a root certificate behaves like verify-ca.
+    let pki = Pki::new();
+    let cluster = pki.cluster(&pki.server);
+    let db = TestDb::migrated_on(&cluster.url).await;
+
+    let wrong = storage(
+        &db,
+        &format!("sslmode=require&sslrootcert={}", url_value(&pki.other_ca)),
+        &[],
+    );
+    let err = wrong.list_clients().await.unwrap_err();
+    assert!(err.message.contains("certificate"), "{err}");
+
+    let right = storage(
+        &db,
+        &format!("sslmode=require&sslrootcert={}", url_value(&pki.ca)),
+        &[],
+    );
+    assert_eq!(right.list_clients().await.unwrap(), vec![]);
+}
+
+#[tokio::test]
+async fn verify_full_refuses_a_certificate_for_another_host_that_verify_ca_accepts() {
+    let pki = Pki::new();
+    let cluster = pki.cluster(&pki.elsewhere);
+    let db = TestDb::empty_on(&cluster.url).await;
+    let ca = url_value(&pki.ca);
+
+    let full = storage(&db, &format!("sslmode=verify-full&sslrootcert={ca}"), &[]);
+    let err = full.list_clients().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Internal, "{err}");
+    assert!(
+        err.message.contains("certificate") && err.message.contains("name"),
+        "the message must say the certificate is for another name: {err}"
+    );
+
+    let chain_only = storage(&db, &format!("sslmode=verify-ca&sslrootcert={ca}"), &[]);
+    let (ssl, _) = migrate_and_look(&chain_only, &cluster).await;
+    assert!(ssl);
+}
+
+#[tokio::test]
+async fn sslmode_require_against_a_server_without_tls_fails_clearly() {
+    let cluster = Cluster::create(&[]);
+    let db = TestDb::migrated_on(&cluster.url).await;
+
+    for params in [
+        "sslmode=require",
+        "sslmode=verify-ca",
+        "sslmode=verify-full",
+    ] {
+        let storage = storage(&db, params, &[]);
+        let err = storage.list_clients().await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Internal, "{params}: {err}");
+        assert!(
+            err.message.contains("does not support TLS") && err.message.contains("sslmode"),
+            "{params}: the message must say the server has no TLS and point at sslmode: {err}"
+        );
+    }
+    // prefer (the default) falls back to plain text.
+    let storage = storage(&db, "sslmode=prefer", &[]);
+    assert_eq!(storage.list_clients().await.unwrap(), vec![]);
+}
+
+fn config_for(url: &str, pg_ssl_root_cert: Option<&str>) -> Config {
+    Config::from_lookup(|name| match name {
+        "DATABASE_URL" => Some(url.to_string()),
+        "PGSSLROOTCERT" => pg_ssl_root_cert.map(str::to_string),
+        _ => None,
+    })
+    .expect("the configuration itself parses")
+}
+
+#[test]
+fn a_missing_root_certificate_file_stops_the_storage_at_init() {
+    let missing = std::env::temp_dir().join(format!("no-such-ca-{}.pem", uuid::Uuid::new_v4()));
+    let base = "postgres://postgres@127.0.0.1:1/postgres?sslmode=verify-full";
+    let cases = [
+        config_for(base, Some(path_str(&missing))),
+        config_for(&format!("{base}&sslrootcert={}", url_value(&missing)), None),
+    ];
+    for config in cases {
+        let Err(err) = Storage::new(&config) else {
+            panic!("a missing root certificate must be refused at init");
+        };
+        assert_eq!(err.variable, "PGSSLROOTCERT");
+        let message = err.to_string();
+        assert!(message.contains("PGSSLROOTCERT"), "{message}");
+        assert!(message.contains(path_str(&missing)), "{message}");
+        assert!(message.contains("cannot be read"), "{message}");
+    }
+}
+
+#[test]
+fn a_root_certificate_file_without_certificates_stops_the_storage_at_init() {
+    let pki = Pki::new();
+    // A private key is PEM, but no certificate.
+    let config = config_for(
+        "postgres://postgres@127.0.0.1:1/postgres?sslmode=verify-ca",
+        Some(path_str(&pki.server.1)),
+    );
+    let Err(err) = Storage::new(&config) else {
+        panic!("a root certificate file with no certificate must be refused at init");
+    };
+    assert_eq!(err.variable, "PGSSLROOTCERT");
+    assert!(err.to_string().contains("holds no certificate"), "{err}");
+
+    // The same file is never read with sslmode=disable.
+    let config = config_for(
+        "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable",
+        Some(path_str(&pki.server.1)),
+    );
+    assert!(Storage::new(&config).is_ok());
+}

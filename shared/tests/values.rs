@@ -1,0 +1,642 @@
+//! Values are data, never SQL, and come back exactly as they went in: quotes, backslashes,
+//! SQL fragments, placeholders, emoji, CJK, combining characters, control characters,
+//! whitespace; session JSON with nested objects, unicode keys, escapes, extreme numbers and a
+//! 1 MB string. NUL, which PostgreSQL text and jsonb cannot hold, is refused with a message
+//! naming the field, and nothing is written.
+
+mod support;
+
+use lti_storage::model::{Client, LaunchConfig, NewClient};
+use lti_storage::{Error, ErrorKind, Request, Storage};
+use serde_json::{json, Map, Value};
+use support::TestDb;
+
+/// Strings a careless storage would break, interpret or normalise.
+const NASTY: &[&str] = &[
+    "O'Reilly's \"quoted\" back\\slash \\\\ \\' \\\"",
+    "'; DROP TABLE clients; --",
+    "\"; DROP TABLE nonces; -- ') OR ('1'='1",
+    "$1 $2::text $$dollar$$ $tag$ quoted $tag$ E'\\x41'",
+    "100% %s %d %% %n %1$s {} {{}} {0}",
+    "emoji 🎓📚👩🏽‍🏫🏳️‍🌈 and CJK 東京大学 학교 ありがとう",
+    "e\u{301} is not \u{e9}; a\u{308}\u{332} Å Å",
+    "  leading and trailing spaces\t\r\n",
+    "\u{feff}BOM \u{200b}zero-width \u{2028}line-sep \u{202e}RTL-override",
+    "control \u{1}\u{7}\u{8}\u{1b}[31m \u{7f} \u{85} \u{9f}",
+    "\\x00 \\u0000 \\0 (escaped text, no NUL)",
+    "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 \u{10ffff} \u{fffd} \u{e000}",
+];
+
+async fn call(storage: &Storage, payload: Value) -> Result<Value, Error> {
+    storage.handle(Request::from_payload(payload)?).await
+}
+
+async fn ok(storage: &Storage, payload: Value) -> Value {
+    let shown: String = payload.to_string().chars().take(300).collect();
+    call(storage, payload)
+        .await
+        .unwrap_or_else(|err| panic!("{shown} failed: {err}"))
+}
+
+async fn fails(storage: &Storage, payload: Value) -> Error {
+    let shown: String = payload.to_string().chars().take(300).collect();
+    match call(storage, payload).await {
+        Ok(value) => panic!("{shown} succeeded with {value}, expected an error"),
+        Err(err) => err,
+    }
+}
+
+async fn count(db: &TestDb, table: &str) -> i64 {
+    db.sql()
+        .await
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+fn new_client(i: usize, text: &str) -> NewClient {
+    NewClient {
+        name: text.to_string(),
+        iss: format!("https://{text}"),
+        client_id: format!("{text}#{i}"),
+        auth_url: format!("https://lms.example/auth?q={text}"),
+        token_url: format!("https://lms.example/token/{text}"),
+        jwks_url: text.to_string(),
+    }
+}
+
+fn client_json(client: &NewClient) -> Value {
+    json!({
+        "name": client.name, "iss": client.iss, "clientId": client.client_id,
+        "authUrl": client.auth_url, "tokenUrl": client.token_url, "jwksUrl": client.jwks_url,
+    })
+}
+
+fn assert_same_client(got: &Client, want: &NewClient) {
+    // String equality is byte equality; the bytes are shown on failure.
+    for (field, got, want) in [
+        ("name", &got.name, &want.name),
+        ("iss", &got.iss, &want.iss),
+        ("clientId", &got.client_id, &want.client_id),
+        ("authUrl", &got.auth_url, &want.auth_url),
+        ("tokenUrl", &got.token_url, &want.token_url),
+        ("jwksUrl", &got.jwks_url, &want.jwks_url),
+    ] {
+        assert_eq!(
+            got.as_bytes(),
+            want.as_bytes(),
+            "{field} came back altered: {got:?} instead of {want:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn client_and_deployment_text_round_trips_byte_for_byte() {
+    let db = TestDb::migrated().await;
+    let storage = db.storage();
+    let mut added = Vec::new();
+    for (i, text) in NASTY.iter().enumerate() {
+        let client = new_client(i, text);
+        let id = ok(
+            &storage,
+            json!({"op": "addClient", "client": client_json(&client)}),
+        )
+        .await;
+        let id = id.as_str().unwrap().to_string();
+        ok(
+            &storage,
+            json!({"op": "addDeployment", "clientId": id,
+                   "deployment": {"deploymentId": text, "name": text, "description": text}}),
+        )
+        .await;
+        added.push((id, client));
+    }
+    // Nothing was executed: every table is there, with every row.
+    assert_eq!(count(&db, "clients").await, NASTY.len() as i64);
+    assert_eq!(count(&db, "deployments").await, NASTY.len() as i64);
+    assert_eq!(count(&db, "nonces").await, 0);
+
+    // A fresh instance: nothing from a cache.
+    let reader = db.storage();
+    let listed = reader.list_clients().await.unwrap();
+    assert_eq!(listed.len(), NASTY.len());
+    for ((id, want), text) in added.iter().zip(NASTY) {
+        let got: Client = serde_json::from_value(
+            ok(&reader, json!({"op": "getClientById", "clientId": id})).await,
+        )
+        .unwrap();
+        assert_same_client(&got, want);
+        let deployments = got.deployments.as_ref().unwrap();
+        assert_eq!(deployments.len(), 1);
+        assert_eq!(deployments[0].deployment_id.as_bytes(), text.as_bytes());
+        assert_eq!(deployments[0].name.as_deref(), Some(*text));
+        assert_eq!(deployments[0].description.as_deref(), Some(*text));
+
+        let in_list = listed
+            .iter()
+            .find(|client| client.id.to_string() == *id)
+            .expect("listed");
+        assert_same_client(in_list, want);
+
+        let deployment = ok(&reader, json!({"op": "listDeployments", "clientId": id})).await;
+        assert_eq!(deployment[0]["deploymentId"], json!(text));
+
+        let launch: LaunchConfig = serde_json::from_value(
+            ok(
+                &reader,
+                json!({"op": "getLaunchConfig", "iss": want.iss, "clientId": want.client_id,
+                       "deploymentId": text}),
+            )
+            .await,
+        )
+        .unwrap();
+        assert_eq!(launch.iss.as_bytes(), want.iss.as_bytes());
+        assert_eq!(launch.client_id.as_bytes(), want.client_id.as_bytes());
+        assert_eq!(launch.deployment_id.as_bytes(), text.as_bytes());
+        assert_eq!(launch.auth_url.as_bytes(), want.auth_url.as_bytes());
+        assert_eq!(launch.token_url.as_bytes(), want.token_url.as_bytes());
+        assert_eq!(launch.jwks_url.as_bytes(), want.jwks_url.as_bytes());
+    }
+
+    // What a user sees with psql: the very bytes.
+    let sql = db.sql().await;
+    for (id, want) in &added {
+        let row = sql
+            .query_one(
+                "SELECT convert_to(name, 'UTF8'), convert_to(client_id, 'UTF8'),
+                        char_length(name) FROM clients WHERE id = $1::text::uuid",
+                &[id],
+            )
+            .await
+            .unwrap();
+        let name: Vec<u8> = row.get(0);
+        let client_id: Vec<u8> = row.get(1);
+        let chars: i32 = row.get(2);
+        assert_eq!(name, want.name.as_bytes());
+        assert_eq!(client_id, want.client_id.as_bytes());
+        assert_eq!(chars as usize, want.name.chars().count());
+    }
+}
+
+#[tokio::test]
+async fn updates_keep_text_byte_for_byte() {
+    let db = TestDb::migrated().await;
+    let storage = db.storage();
+    let id = storage
+        .add_client(&new_client(0, "plain"))
+        .await
+        .unwrap()
+        .to_string();
+    let deployment = ok(
+        &storage,
+        json!({"op": "addDeployment", "clientId": id, "deployment": {"deploymentId": "1"}}),
+    )
+    .await;
+    for (i, text) in NASTY.iter().enumerate() {
+        let want = new_client(i, text);
+        ok(
+            &storage,
+            json!({"op": "updateClient", "clientId": id, "client": client_json(&want)}),
+        )
+        .await;
+        ok(
+            &storage,
+            json!({"op": "updateDeployment", "clientId": id, "deploymentId": deployment,
+                   "deployment": {"deploymentId": text, "name": text, "description": text}}),
+        )
+        .await;
+        let got = db.storage().get_client_by_id(&id).await.unwrap().unwrap();
+        assert_same_client(&got, &want);
+        let deployments = got.deployments.unwrap();
+        assert_eq!(deployments[0].deployment_id, *text);
+        assert_eq!(deployments[0].name.as_deref(), Some(*text));
+        assert_eq!(deployments[0].description.as_deref(), Some(*text));
+    }
+}
+
+#[tokio::test]
+async fn unicode_is_never_normalised() {
+    let db = TestDb::migrated().await;
+    let storage = db.storage();
+    let iss = "https://lms.example";
+    // "é" decomposed and precomposed: two different registrations.
+    let decomposed = "e\u{301}";
+    let precomposed = "\u{e9}";
+    let mut ids = Vec::new();
+    for client_id in [decomposed, precomposed] {
+        let client = NewClient {
+            client_id: client_id.into(),
+            iss: iss.into(),
+            ..new_client(0, client_id)
+        };
+        let id = storage.add_client(&client).await.unwrap().to_string();
+        ok(
+            &storage,
+            json!({"op": "addDeployment", "clientId": id, "deployment": {"deploymentId": client_id}}),
+        )
+        .await;
+        ids.push(id);
+    }
+    for (client_id, id) in [decomposed, precomposed].iter().zip(&ids) {
+        let launch = storage
+            .get_launch_config(iss, client_id, client_id)
+            .await
+            .unwrap()
+            .expect("each finds its own");
+        assert_eq!(launch.client_id, *client_id);
+        let client = storage.get_client_by_id(id).await.unwrap().unwrap();
+        assert_eq!(client.client_id, *client_id);
+    }
+    assert_eq!(
+        storage
+            .get_launch_config(iss, decomposed, precomposed)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let far = lti_storage::input::Timestamp::parse_rfc3339("2099-01-01T00:00:00Z").unwrap();
+    storage.store_nonce(decomposed, far).await.unwrap();
+    assert!(!storage.validate_nonce(precomposed).await.unwrap());
+    assert!(storage.validate_nonce(decomposed).await.unwrap());
+}
+
+#[tokio::test]
+async fn length_limits_count_characters_not_bytes() {
+    let db = TestDb::migrated().await;
+    let storage = db.storage();
+    // 255 four-byte characters: 1020 bytes, within varchar(255).
+    let emoji = "🎓".repeat(255);
+    let long_url = format!("https://lms.example/{}", "東🎓x\"'\\".repeat(150_000));
+    let client = NewClient {
+        name: emoji.clone(),
+        auth_url: long_url.clone(),
+        ..new_client(0, "limits")
+    };
+    let id = storage.add_client(&client).await.unwrap().to_string();
+    let got = db.storage().get_client_by_id(&id).await.unwrap().unwrap();
+    assert_eq!(got.name, emoji);
+    assert_eq!(got.auth_url, long_url);
+
+    let far = lti_storage::input::Timestamp::parse_rfc3339("2099-01-01T00:00:00Z").unwrap();
+    storage.store_nonce(&emoji, far).await.unwrap();
+    assert!(storage.validate_nonce(&emoji).await.unwrap());
+
+    // One character more is refused, never truncated: also when it is a combining mark.
+    for (field, value) in [
+        ("client.name", "🎓".repeat(256)),
+        ("client.name", "e\u{301}".repeat(128)),
+        ("client.iss", "東".repeat(256)),
+    ] {
+        let mut fields = client_json(&new_client(1, "over"));
+        fields[field.trim_start_matches("client.")] = json!(value);
+        let err = fails(&storage, json!({"op": "addClient", "client": fields})).await;
+        assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+        assert!(err.message.contains(field), "{err}");
+        assert!(err.message.contains("256"), "{err}");
+    }
+    let err = storage
+        .store_nonce(&"🎓".repeat(256), far)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidInput);
+    assert_eq!(count(&db, "clients").await, 1);
+    assert_eq!(count(&db, "nonces").await, 1);
+}
+
+#[tokio::test]
+async fn nonces_round_trip_byte_for_byte() {
+    let db = TestDb::migrated().await;
+    let storage = db.storage();
+    for text in NASTY {
+        ok(
+            &storage,
+            json!({"op": "storeNonce", "nonce": text, "expiresAt": "2099-01-01T00:00:00.000Z"}),
+        )
+        .await;
+    }
+    assert_eq!(count(&db, "nonces").await, NASTY.len() as i64);
+    let stored: Vec<Vec<u8>> = db
+        .sql()
+        .await
+        .query("SELECT convert_to(nonce, 'UTF8') FROM nonces", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for text in NASTY {
+        assert!(
+            stored.iter().any(|nonce| nonce == text.as_bytes()),
+            "{text:?} not stored as it is"
+        );
+        let valid = ok(&storage, json!({"op": "validateNonce", "nonce": text})).await;
+        assert_eq!(valid, json!(true), "{text:?}");
+        let again = ok(&storage, json!({"op": "validateNonce", "nonce": text})).await;
+        assert_eq!(again, json!(false), "{text:?}");
+    }
+}
+
+/// A session that exercises everything JSON can hold.
+fn rich_session(id: &str) -> Value {
+    let mut keys = Map::new();
+    for (i, text) in NASTY.iter().enumerate() {
+        keys.insert(text.to_string(), json!(i));
+    }
+    let mut deep = json!("bottom");
+    for level in 0..60 {
+        deep = if level % 2 == 0 {
+            json!([deep, level])
+        } else {
+            json!({ "level": level, "inner": deep })
+        };
+    }
+    json!({
+        "id": id,
+        "user": {"name": "Ada Lovelace", "roles": ["Learner", "Instructor"], "email": null},
+        "strings": NASTY,
+        "escapes": "quote\" backslash\\ slash/ newline\n return\r tab\t backspace\u{8} formfeed\u{c} unit\u{1f} del\u{7f} </script> \u{2028}\u{2029}",
+        "keys": keys,
+        "ключ": "значение", "键": "值", "🔑": "🔓", "": "empty key", " ": "space key",
+        "numbers": {
+            "zero": 0, "one": 1, "minus_one": -1,
+            "u64_max": u64::MAX, "i64_min": i64::MIN, "i64_max": i64::MAX,
+            "one_point_zero": 1.0, "tenth": 0.1, "third": 1.0 / 3.0,
+            "big": 1e308, "f64_max": f64::MAX, "f64_min": f64::MIN,
+            "tiny": 5e-324, "f64_min_positive": f64::MIN_POSITIVE,
+            "negative_zero": -0.0, "exp": 6.02214076e23, "neg_exp": -1.602176634e-19,
+            // jsonb gives it back as exact decimal text, which a sloppy parser rounds wrong.
+            "near_min": 1.936425737738182e-308,
+            "integral_float": 1.2e17,
+        },
+        "booleans": [true, false],
+        "empty": {"object": {}, "array": [], "string": ""},
+        "mixed": [null, 1, "two", [3], {"four": 4}],
+        "deep": deep,
+    })
+}
+
+/// `session` as jsonb gives it back: equal in every string, key and number value; JSON does
+/// not tell 1.2e17 from 120000000000000000, and neither does jsonb (serde_json does).
+fn as_stored(session: &Value) -> Value {
+    let mut stored = session.clone();
+    stored["numbers"]["integral_float"] = json!(120_000_000_000_000_000u64);
+    stored
+}
+
+#[tokio::test]
+async fn session_json_round_trips_exactly() {
+    let db = TestDb::migrated().await;
+    let storage = db.storage();
+    let id = uuid::Uuid::new_v4().to_string();
+    let session = rich_session(&id);
+
+    let stored = ok(&storage, json!({"op": "addSession", "session": session})).await;
+    assert_eq!(stored, json!(id));
+    // Through this instance's cache, and from the database by another instance.
+    let cached = ok(&storage, json!({"op": "getSession", "sessionId": id})).await;
+    assert_eq!(cached, session);
+    let fresh = ok(&db.storage(), json!({"op": "getSession", "sessionId": id})).await;
+    assert_eq!(fresh, as_stored(&session));
+
+    // Numbers keep the kind serde_json gave them.
+    let numbers = &fresh["numbers"];
+    assert_eq!(numbers["u64_max"].as_u64(), Some(u64::MAX));
+    assert_eq!(numbers["i64_min"].as_i64(), Some(i64::MIN));
+    assert!(numbers["one_point_zero"].is_f64(), "1.0 stays a float");
+    assert!(numbers["one"].is_u64(), "1 stays an integer");
+    for name in [
+        "big",
+        "f64_max",
+        "f64_min",
+        "tiny",
+        "third",
+        "tenth",
+        "exp",
+        "neg_exp",
+        "near_min",
+        "integral_float",
+    ] {
+        assert_eq!(
+            numbers[name].as_f64().map(f64::to_bits),
+            session["numbers"][name].as_f64().map(f64::to_bits),
+            "{name} came back as {}",
+            numbers[name]
+        );
+    }
+    assert!(numbers["integral_float"].is_u64());
+    // jsonb stores numbers as numeric, which has no negative zero: -0.0 comes back as a
+    // zero (equal, as serde_json compares numbers).
+    assert_eq!(numbers["negative_zero"].as_f64(), Some(0.0));
+
+    // Storing the identical session again is not a conflict: it is recognised as the same.
+    assert_eq!(
+        ok(&storage, json!({"op": "addSession", "session": session})).await,
+        json!(id)
+    );
+}
+
+#[tokio::test]
+async fn a_one_megabyte_session_string_round_trips() {
+    let db = TestDb::migrated().await;
+    let storage = db.storage();
+    let id = uuid::Uuid::new_v4().to_string();
+    let big: String = "aé東🎓\"\\\n"
+        .repeat(1 << 20)
+        .chars()
+        .take(1 << 20)
+        .collect();
+    let session = json!({"id": id, "big": big, "after": "end"});
+    ok(&storage, json!({"op": "addSession", "session": session})).await;
+    let fresh = db.storage().get_session(&id).await.unwrap().unwrap();
+    assert_eq!(fresh["big"].as_str().map(str::len), Some(big.len()));
+    assert_eq!(fresh, session);
+}
+
+#[tokio::test]
+async fn registration_session_json_round_trips_exactly() {
+    let db = TestDb::migrated().await;
+    let storage = db.storage();
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut session = rich_session("not-a-session-id: registration sessions keep every key");
+    session["expiresAt"] = json!(4102444800000u64);
+    ok(
+        &storage,
+        json!({"op": "setRegistrationSession", "sessionId": id, "session": session}),
+    )
+    .await;
+    let got = ok(
+        &db.storage(),
+        json!({"op": "getRegistrationSession", "sessionId": id}),
+    )
+    .await;
+    assert_eq!(got, as_stored(&session));
+}
+
+fn assert_nul_refused(err: &Error, field: &str) {
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+    assert!(
+        err.message.contains(field) && err.message.contains("NUL"),
+        "the message must name {field} and the NUL character: {err}"
+    );
+}
+
+/// A payload with a NUL, parsed from JSON text as a caller sends it.
+fn with_nul(json_text: &str) -> Value {
+    assert!(json_text.contains("\\u0000"));
+    serde_json::from_str(json_text).unwrap()
+}
+
+#[tokio::test]
+async fn nul_in_client_and_deployment_fields_is_refused_and_nothing_written() {
+    let db = TestDb::migrated().await;
+    let storage = db.storage();
+    let good = client_json(&new_client(0, "good"));
+    for field in ["name", "iss", "clientId", "authUrl", "tokenUrl", "jwksUrl"] {
+        let mut client = good.clone();
+        client[field] = with_nul(r#""before\u0000after""#);
+        let err = fails(&storage, json!({"op": "addClient", "client": client})).await;
+        assert_nul_refused(&err, &format!("client.{field}"));
+    }
+    assert_eq!(count(&db, "clients").await, 0);
+
+    let id = ok(&storage, json!({"op": "addClient", "client": good})).await;
+    for field in ["name", "iss", "clientId", "authUrl", "tokenUrl", "jwksUrl"] {
+        let err = fails(
+            &storage,
+            json!({"op": "updateClient", "clientId": id,
+                   "client": {field: with_nul(r#""\u0000""#)}}),
+        )
+        .await;
+        assert_nul_refused(&err, &format!("client.{field}"));
+    }
+    let unchanged = storage
+        .get_client_by_id(id.as_str().unwrap())
+        .await
+        .unwrap();
+    assert_same_client(&unchanged.unwrap(), &new_client(0, "good"));
+
+    for field in ["deploymentId", "name", "description"] {
+        let mut deployment = json!({"deploymentId": "1", "name": "n", "description": "d"});
+        deployment[field] = with_nul(r#""x\u0000""#);
+        let err = fails(
+            &storage,
+            json!({"op": "addDeployment", "clientId": id, "deployment": deployment}),
+        )
+        .await;
+        assert_nul_refused(&err, &format!("deployment.{field}"));
+    }
+    assert_eq!(count(&db, "deployments").await, 0);
+    let deployment = ok(
+        &storage,
+        json!({"op": "addDeployment", "clientId": id, "deployment": {"deploymentId": "1"}}),
+    )
+    .await;
+    for field in ["deploymentId", "name", "description"] {
+        let err = fails(
+            &storage,
+            json!({"op": "updateDeployment", "clientId": id, "deploymentId": deployment,
+                   "deployment": {field: with_nul(r#""\u0000""#)}}),
+        )
+        .await;
+        assert_nul_refused(&err, &format!("deployment.{field}"));
+    }
+    let listed = storage
+        .list_deployments(id.as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].deployment_id, "1");
+    assert_eq!(listed[0].name, None);
+
+    // A lookup with a NUL cannot match anything: null, not an error.
+    let launch = ok(
+        &storage,
+        with_nul(
+            r#"{"op":"getLaunchConfig","iss":"https://good","clientId":"good#0","deploymentId":"1\u0000"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(launch, Value::Null);
+}
+
+#[tokio::test]
+async fn nul_in_a_nonce_is_refused_and_nothing_written() {
+    let db = TestDb::migrated().await;
+    let storage = db.storage();
+    let err = fails(
+        &storage,
+        with_nul(
+            r#"{"op":"storeNonce","nonce":"abc\u0000def","expiresAt":"2099-01-01T00:00:00Z"}"#,
+        ),
+    )
+    .await;
+    assert_nul_refused(&err, "nonce");
+    assert_eq!(count(&db, "nonces").await, 0);
+    let valid = ok(
+        &storage,
+        with_nul(r#"{"op":"validateNonce","nonce":"abc\u0000def"}"#),
+    )
+    .await;
+    assert_eq!(valid, json!(false));
+}
+
+#[tokio::test]
+async fn nul_anywhere_in_session_json_is_refused_and_nothing_written() {
+    let db = TestDb::migrated().await;
+    let storage = db.storage();
+    let id = uuid::Uuid::new_v4().to_string();
+    let sessions = [
+        r#"{"user":"a\u0000b"}"#,
+        r#"{"a\u0000b":1}"#,
+        r#"{"nested":{"deeper":[1,{"x":"\u0000"}]}}"#,
+        r#"{"nested":[{"\u0000":null}]}"#,
+    ];
+    for data in sessions {
+        let mut session = with_nul(data);
+        session["id"] = json!(id);
+        let err = fails(&storage, json!({"op": "addSession", "session": session})).await;
+        assert_nul_refused(&err, "session");
+
+        let mut registration = with_nul(data);
+        registration["expiresAt"] = json!("2099-01-01T00:00:00Z");
+        let err = fails(
+            &storage,
+            json!({"op": "setRegistrationSession", "sessionId": id, "session": registration}),
+        )
+        .await;
+        assert_nul_refused(&err, "session");
+    }
+    assert_eq!(count(&db, "sessions").await, 0);
+    assert_eq!(count(&db, "registration_sessions").await, 0);
+    assert_eq!(storage.get_session(&id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_stored_number_beyond_a_double_is_an_error_never_a_panic() {
+    // jsonb holds any numeric; other software (or a DBA) can store what JSON in JavaScript
+    // or Rust cannot hold.
+    let db = TestDb::migrated().await;
+    let id = uuid::Uuid::new_v4();
+    let sql = db.sql().await;
+    for table in ["sessions", "registration_sessions"] {
+        sql.execute(
+            &format!(
+                "INSERT INTO {table} (id, data, expires_at)
+                 VALUES ($1, '{{\"n\": 1e400, \"m\": -1e400}}', now() + interval '1 hour')"
+            ),
+            &[&id],
+        )
+        .await
+        .unwrap();
+    }
+    let storage = db.storage();
+    for op in ["getSession", "getRegistrationSession"] {
+        let err = fails(&storage, json!({"op": op, "sessionId": id.to_string()})).await;
+        assert_eq!(err.kind, ErrorKind::Internal, "{op}: {err}");
+        assert!(err.message.contains("stored"), "{op}: {err}");
+    }
+    // The storage goes on serving.
+    assert_eq!(storage.list_clients().await.unwrap(), vec![]);
+}
