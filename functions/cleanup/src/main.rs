@@ -28,12 +28,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-async fn run(storage: &Storage, deadline_epoch_ms: u64) -> Result<CleanupCounts, Diagnostic> {
+async fn run(storage: &Storage, deadline_ms: u64) -> Result<CleanupCounts, Diagnostic> {
     let started = Instant::now();
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |now| now.as_millis() as u64);
-    let deadline = started + Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms));
+    let deadline = started + time_left(deadline_ms);
     let duration_ms = || started.elapsed().as_millis() as u64;
     match cleanup(storage, deadline).await {
         Ok(outcome) => {
@@ -57,4 +54,17 @@ async fn run(storage: &Storage, deadline_epoch_ms: u64) -> Result<CleanupCounts,
             })
         }
     }
+}
+
+/// Lambda gives the deadline in epoch milliseconds. Local emulators (cargo lambda watch) give
+/// the function's timeout in milliseconds instead: a value before 2001 can only be that.
+fn time_left(deadline_ms: u64) -> Duration {
+    const EPOCH_MS_OF_2001: u64 = 978_307_200_000;
+    if deadline_ms < EPOCH_MS_OF_2001 {
+        return Duration::from_millis(deadline_ms);
+    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |now| now.as_millis() as u64);
+    Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }
