@@ -19,3 +19,16 @@ pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
 pub use request::Request;
 pub use storage::Storage;
+
+/// What each function does once at init: read the configuration, start logging, build the
+/// storage (no connection yet). A missing or malformed variable stops the process with a
+/// message naming it, so Lambda reports an init error instead of serving calls.
+pub fn init_from_env() -> Storage {
+    fn stop(err: config::ConfigError) -> ! {
+        eprintln!("{err}");
+        std::process::exit(2)
+    }
+    let config = Config::from_env().unwrap_or_else(|err| stop(err));
+    logging::init(config.log_level);
+    Storage::new(&config).unwrap_or_else(|err| stop(err))
+}

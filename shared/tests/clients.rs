@@ -5,33 +5,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use lti_storage::{Error, ErrorKind, Request, Storage};
+use lti_storage::{ErrorKind, Storage};
 use serde_json::{json, Value};
-use support::TestDb;
+use support::{fails, ok, TestDb};
 use uuid::Uuid;
 
 const ISS: &str = "https://canvas.instructure.com";
 const LMS_CLIENT: &str = "10000000000001";
-
-async fn call(storage: &Storage, payload: Value) -> Result<Value, Error> {
-    let request = Request::from_payload(payload)?;
-    storage.handle(request).await
-}
-
-async fn ok(storage: &Storage, payload: Value) -> Value {
-    let shown = payload.to_string();
-    call(storage, payload)
-        .await
-        .unwrap_or_else(|err| panic!("{shown} failed: {err}"))
-}
-
-async fn fails(storage: &Storage, payload: Value) -> Error {
-    let shown = payload.to_string();
-    match call(storage, payload).await {
-        Ok(value) => panic!("{shown} succeeded with {value}, expected an error"),
-        Err(err) => err,
-    }
-}
 
 fn client_json(iss: &str, client_id: &str) -> Value {
     json!({

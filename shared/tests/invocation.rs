@@ -5,22 +5,10 @@ mod support;
 
 use lti_storage::{Config, Error, ErrorKind, Request, Storage};
 use serde_json::{json, Value};
-use support::TestDb;
+use support::{call, ok, TestDb};
 use uuid::Uuid;
 
 const ISS: &str = "https://canvas.instructure.com";
-
-async fn call(storage: &Storage, payload: Value) -> Result<Value, Error> {
-    let request = Request::from_payload(payload)?;
-    storage.handle(request).await
-}
-
-async fn ok(storage: &Storage, payload: Value) -> Value {
-    let shown = payload.to_string();
-    call(storage, payload)
-        .await
-        .unwrap_or_else(|err| panic!("{shown} failed: {err}"))
-}
 
 /// The error of a payload that must fail, checked to be InvalidInput.
 async fn invalid(storage: &Storage, payload: Value) -> Error {

@@ -6,31 +6,11 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lti_storage::{Error, ErrorKind, Request, Storage};
+use lti_storage::{ErrorKind, Storage};
 use serde_json::{json, Value};
-use support::TestDb;
+use support::{fails, ok, TestDb};
 use time::OffsetDateTime;
 use uuid::Uuid;
-
-async fn call(storage: &Storage, payload: Value) -> Result<Value, Error> {
-    let request = Request::from_payload(payload)?;
-    storage.handle(request).await
-}
-
-async fn ok(storage: &Storage, payload: Value) -> Value {
-    let shown = payload.to_string();
-    call(storage, payload)
-        .await
-        .unwrap_or_else(|err| panic!("{shown} failed: {err}"))
-}
-
-async fn fails(storage: &Storage, payload: Value) -> Error {
-    let shown = payload.to_string();
-    match call(storage, payload).await {
-        Ok(value) => panic!("{shown} succeeded with {value}, expected an error"),
-        Err(err) => err,
-    }
-}
 
 async fn count(db: &TestDb, query: &str) -> i64 {
     db.sql().await.query_one(query, &[]).await.unwrap().get(0)

@@ -7,20 +7,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use lti_storage::cleanup::cleanup;
 use lti_storage::model::CleanupCounts;
-use lti_storage::{logging, Config, Storage};
+use lti_storage::Storage;
 use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let config = Config::from_env().unwrap_or_else(|err| {
-        eprintln!("{err}");
-        std::process::exit(2);
-    });
-    logging::init(config.log_level);
-    let storage = Storage::new(&config).unwrap_or_else(|err| {
-        eprintln!("{err}");
-        std::process::exit(2);
-    });
+    let storage = lti_storage::init_from_env();
     let storage = &storage;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         run(storage, event.context.deadline).await

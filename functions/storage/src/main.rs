@@ -7,20 +7,12 @@ mod http;
 use std::time::Instant;
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
-use lti_storage::{logging, Config, Request, Storage};
+use lti_storage::{Request, Storage};
 use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let config = Config::from_env().unwrap_or_else(|err| {
-        eprintln!("{err}");
-        std::process::exit(2);
-    });
-    logging::init(config.log_level);
-    let storage = Storage::new(&config).unwrap_or_else(|err| {
-        eprintln!("{err}");
-        std::process::exit(2);
-    });
+    let storage = lti_storage::init_from_env();
 
     if std::env::args().nth(1).as_deref() == Some("migrate") {
         // No time limit worth having for a one-off command: a day.

@@ -7,7 +7,8 @@
 pub mod cluster;
 pub mod proxy;
 
-use lti_storage::{Config, Storage};
+use lti_storage::{Config, Error, Request, Storage};
+use serde_json::Value;
 use tokio_postgres::NoTls;
 
 pub struct TestDb {
@@ -104,4 +105,27 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
         .expect("connect to the test database");
     tokio::spawn(connection);
     client
+}
+
+/// A payload through the path the storage function takes: parse, then handle.
+pub async fn call(storage: &Storage, payload: Value) -> Result<Value, Error> {
+    let request = Request::from_payload(payload)?;
+    storage.handle(request).await
+}
+
+/// The result of a payload that must succeed.
+pub async fn ok(storage: &Storage, payload: Value) -> Value {
+    let shown = payload.to_string();
+    call(storage, payload)
+        .await
+        .unwrap_or_else(|err| panic!("{shown} failed: {err}"))
+}
+
+/// The error of a payload that must fail.
+pub async fn fails(storage: &Storage, payload: Value) -> Error {
+    let shown = payload.to_string();
+    match call(storage, payload).await {
+        Ok(value) => panic!("{shown} succeeded with {value}, expected an error"),
+        Err(err) => err,
+    }
 }
