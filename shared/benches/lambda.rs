@@ -1,0 +1,682 @@
+//! The functions as Lambda runs them: the release `storage` and `cleanup` binaries, started
+//! as processes under a minimal Lambda Runtime API emulator, against PostgreSQL through a
+//! relay that notes when the first database byte came. Measures cold start, memory under a
+//! sustained mixed load, and the cleanup of a large backlog.
+//!
+//! Run by `scripts/bench.sh` (which builds the binaries and starts a throwaway PostgreSQL);
+//! by hand: `cargo build --release -p storage -p cleanup`, then
+//! `TEST_DATABASE_URL=postgres://... cargo bench -p lti-storage --bench lambda`.
+//! Everything happens in a schema of its own, dropped at the end.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+const COLD_STARTS: usize = 20;
+const MIXED_INVOCATIONS: usize = 100_000;
+const RSS_SAMPLES_AT: [usize; 3] = [10_000, 50_000, 100_000];
+const EXPIRED_NONCES: u64 = 1_000_000;
+const EXPIRED_SESSIONS: u64 = 100_000;
+/// Targets: peak RSS of the storage function under the mixed load...
+const RSS_TARGET_MIB: f64 = 24.0;
+/// ...and how far memory may move: over the load once the caches are full, and between a
+/// cleanup of a large backlog and one of empty tables.
+const FLAT_MIB: f64 = 1.0;
+
+fn main() {
+    let url = std::env::var("TEST_DATABASE_URL").expect(
+        "TEST_DATABASE_URL must name a PostgreSQL server the benchmark may write to \
+         (scripts/bench.sh starts a throwaway one)",
+    );
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(run(&url));
+}
+
+async fn run(url: &str) {
+    // target/release/deps/lambda-HASH -> target/release, where the functions were built.
+    let exe = std::env::current_exe().expect("the benchmark's path");
+    let bin = exe.ancestors().nth(2).expect("target/release").to_owned();
+    let (storage, cleanup) = (bin.join("storage"), bin.join("cleanup"));
+    assert!(
+        storage.exists() && cleanup.exists(),
+        "{} has no storage/cleanup binaries: run `cargo build --release -p storage -p cleanup` \
+         first (scripts/bench.sh does)",
+        bin.display()
+    );
+
+    let admin = connect(url).await;
+    let schema = format!("bench_{}", Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .expect("create the benchmark's schema");
+    let url = with_param(url, &format!("options=-c%20search_path%3D{schema}"));
+    let migrated = Command::new(&storage)
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run storage migrate");
+    assert!(migrated.success(), "storage migrate failed");
+    let sql = connect(&url).await;
+    sql.batch_execute(
+        "WITH c AS (
+             INSERT INTO clients (name, iss, client_id, auth_url, token_url, jwks_url)
+             VALUES ('Canvas', 'https://canvas.example.com', 'bench',
+                     'https://canvas.example.com/api/lti/authorize_redirect',
+                     'https://canvas.example.com/login/oauth2/token',
+                     'https://canvas.example.com/api/lti/security/jwks')
+             RETURNING id)
+         INSERT INTO deployments (client_id, deployment_id)
+         SELECT c.id, d FROM c, unnest(array['default'] || array(
+             SELECT 'hot-' || g FROM generate_series(0, 19) g)) d",
+    )
+    .await
+    .expect("fixture rows");
+
+    cold_start(&storage, &url).await;
+    mixed_load(&storage, &url).await;
+    cleanup_backlog(&cleanup, &url, &sql).await;
+
+    drop(sql);
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .expect("drop the benchmark's schema");
+}
+
+async fn cold_start(storage: &Path, url: &str) {
+    let launch = launch_config("hot-0");
+    let (mut to_poll, mut to_database, mut to_answer) = (histogram(), histogram(), histogram());
+    let mut peak_rss = 0.0f64;
+    for _ in 0..COLD_STARTS {
+        let api = RuntimeApi::start().await;
+        let relay = Relay::start(url).await;
+        // Queued before the process starts, as Lambda has the event when it starts one.
+        let reply = api.queue(&launch, Duration::from_secs(10));
+        let started = Instant::now();
+        let function = Function::spawn(storage, "storage", &api, &relay.url);
+        let answer = outcome(reply).await;
+        let answered = started.elapsed();
+        assert!(
+            answer.as_ref().is_ok_and(|config| !config.is_null()),
+            "getLaunchConfig: {answer:?}"
+        );
+        let since_start = |at: Option<Instant>| micros(at.expect("happened") - started);
+        to_poll
+            .record(since_start(api.first_poll()))
+            .expect("in range");
+        to_database
+            .record(since_start(relay.first_byte()))
+            .expect("in range");
+        to_answer.record(micros(answered)).expect("in range");
+        peak_rss = peak_rss.max(function.memory_mib("VmHWM"));
+    }
+    let median = |h: &Histogram<u64>| h.value_at_quantile(0.5) as f64 / 1000.0;
+    println!("Cold start: {COLD_STARTS} spawns of the release storage binary, each answering one getLaunchConfig (a cache miss: connect, then one query)");
+    println!("  {:<48} {:>9} {:>17}", "", "median", "min–max");
+    for (label, h) in [
+        ("spawn → first poll of the runtime API", &to_poll),
+        ("spawn → first byte sent to the database", &to_database),
+        ("spawn → answer received (the cold start)", &to_answer),
+    ] {
+        println!(
+            "  {label:<48} {:>6.2} ms {:>7.2}–{:.2} ms",
+            median(h),
+            h.min() as f64 / 1000.0,
+            h.max() as f64 / 1000.0
+        );
+    }
+    println!(
+        "  share of the cold start spent before the first database byte: {:.0} % (of medians)",
+        100.0 * median(&to_database) / median(&to_answer)
+    );
+    println!("  peak RSS after the first invocation: {peak_rss:.1} MiB (largest of the spawns)");
+    println!();
+}
+
+async fn mixed_load(storage: &Path, url: &str) {
+    let api = RuntimeApi::start().await;
+    let relay = Relay::start(url).await;
+    let function = Function::spawn(storage, "storage", &api, &relay.url);
+    let sessions = Uuid::new_v4().as_u128();
+    let session_id = |n: usize| Uuid::from_u128(sessions.wrapping_add(n as u128));
+    let mut latencies = histogram();
+    let mut rss = vec![(0, function.memory_mib("VmRSS"))];
+    let started = Instant::now();
+    for i in 0..MIXED_INVOCATIONS {
+        let cycle = i / 10;
+        // Per 10 calls: 4 launch-config hits on 20 hot keys, 1 miss on a key never asked
+        // before (the default deployment answers it), a nonce stored and consumed, a session
+        // stored and read back (a hit), and a session stored long ago read (evicted: a miss).
+        let payload = match i % 10 {
+            0..=3 => launch_config(&format!("hot-{}", i % 20)),
+            4 => launch_config(&format!("cold-{cycle}")),
+            5 => json!({"op": "storeNonce", "nonce": format!("mixed-{cycle}"),
+                        "expiresAt": epoch_ms_in(Duration::from_secs(600))}),
+            6 => json!({"op": "validateNonce", "nonce": format!("mixed-{cycle}")}),
+            7 => {
+                let mut session = session_data();
+                session["id"] = json!(session_id(cycle));
+                json!({"op": "addSession", "session": session})
+            }
+            8 => json!({"op": "getSession", "sessionId": session_id(cycle)}),
+            _ => json!({"op": "getSession", "sessionId": session_id(cycle / 2)}),
+        };
+        let call = Instant::now();
+        let answer = api.invoke(&payload, Duration::from_secs(10)).await;
+        latencies.record(micros(call.elapsed())).expect("in range");
+        let answer = answer.unwrap_or_else(|err| panic!("{payload}: {err}"));
+        assert!(
+            !(answer.is_null() || answer == false) || i % 10 == 5,
+            "{payload}: found nothing"
+        );
+        if RSS_SAMPLES_AT.contains(&(i + 1)) {
+            rss.push((i + 1, function.memory_mib("VmRSS")));
+        }
+    }
+    let elapsed = started.elapsed();
+    let peak = function.memory_mib("VmHWM");
+    let (_, full) = rss[1];
+    let (_, last) = rss[rss.len() - 1];
+
+    println!("Memory: one storage process under {MIXED_INVOCATIONS} invocations in a row (40 % launch-config hits, 10 % launch-config misses on {} distinct keys, 20 % storeNonce/validateNonce, 10 % addSession, 20 % getSession: half hits, half misses; caches at their default 1000 entries)", MIXED_INVOCATIONS / 10);
+    let samples: Vec<String> = rss
+        .iter()
+        .map(|(n, mib)| match n {
+            0 => format!("{mib:.1} MiB at start"),
+            n => format!("{mib:.1} MiB after {n}"),
+        })
+        .collect();
+    println!("  RSS: {}", samples.join(", "));
+    println!(
+        "  per invocation through the emulator: median {:.0} µs, p99 {:.0} µs; {:.0} invocations/s",
+        latencies.value_at_quantile(0.5),
+        latencies.value_at_quantile(0.99),
+        MIXED_INVOCATIONS as f64 / elapsed.as_secs_f64()
+    );
+    target(
+        &format!("peak RSS (VmHWM) ≤ {RSS_TARGET_MIB} MiB"),
+        format!("{peak:.1} MiB"),
+        peak <= RSS_TARGET_MIB,
+    );
+    target(
+        &format!("RSS flat: after 100k ≤ after 10k + {FLAT_MIB} MiB"),
+        format!("{:+.1} MiB", last - full),
+        last - full <= FLAT_MIB,
+    );
+    println!();
+}
+
+async fn cleanup_backlog(cleanup: &Path, url: &str, sql: &tokio_postgres::Client) {
+    let started = Instant::now();
+    sql.batch_execute(&format!(
+        "INSERT INTO nonces (nonce, expires_at)
+         SELECT 'expired-' || g, now() - interval '1 hour' FROM generate_series(1, {EXPIRED_NONCES}) g;
+         INSERT INTO sessions (id, data, expires_at)
+         SELECT gen_random_uuid(), '{{\"user\": \"someone\"}}', now() - interval '1 hour'
+         FROM generate_series(1, {EXPIRED_SESSIONS});
+         ANALYZE nonces, sessions"
+    ))
+    .await
+    .expect("insert the backlog");
+    println!(
+        "Cleanup: {EXPIRED_NONCES} expired nonces + {EXPIRED_SESSIONS} expired sessions (inserted in {:.1} s), deleted by the release cleanup binary",
+        started.elapsed().as_secs_f64()
+    );
+
+    let api = RuntimeApi::start().await;
+    let relay = Relay::start(url).await;
+    let function = Function::spawn(cleanup, "cleanup", &api, &relay.url);
+    let short = Duration::from_secs(2);
+    let mut runs = Vec::new();
+    for (label, time_limit) in [
+        ("deadline 2 s away", short),
+        ("deadline 600 s away", Duration::from_secs(600)),
+    ] {
+        let started = Instant::now();
+        let counts = api
+            .invoke(&json!({}), time_limit)
+            .await
+            .expect("cleanup succeeds");
+        let took = started.elapsed();
+        let rows = deleted(&counts);
+        println!(
+            "  run {}, {label}: {rows} rows in {:.2} s = {:.0} rows/s ({} nonces, {} sessions, {} registration sessions)",
+            runs.len() + 1,
+            took.as_secs_f64(),
+            rows as f64 / took.as_secs_f64(),
+            counts["noncesDeleted"],
+            counts["sessionsDeleted"],
+            counts["registrationSessionsDeleted"]
+        );
+        runs.push((counts, took));
+    }
+    let backlog_peak = function.memory_mib("VmHWM");
+    drop(function);
+
+    let api = RuntimeApi::start().await;
+    let function = Function::spawn(cleanup, "cleanup", &api, &relay.url);
+    let counts = api
+        .invoke(&json!({}), Duration::from_secs(600))
+        .await
+        .expect("cleanup succeeds");
+    assert_eq!(deleted(&counts), 0, "nothing left to delete: {counts}");
+    let empty_peak = function.memory_mib("VmHWM");
+
+    let field = |name: &str| -> u64 {
+        runs.iter()
+            .map(|(c, _)| c[name].as_u64().expect("a count"))
+            .sum()
+    };
+    let (first, first_took) = &runs[0];
+    let total_took: Duration = runs.iter().map(|(_, took)| *took).sum();
+    println!(
+        "  both runs: {:.0} rows/s; peak RSS {backlog_peak:.1} MiB (a run over empty tables: {empty_peak:.1} MiB)",
+        (EXPIRED_NONCES + EXPIRED_SESSIONS) as f64 / total_took.as_secs_f64()
+    );
+    target(
+        "run 1 stops before its deadline, with partial counts",
+        format!("{:.2} s, {} rows", first_took.as_secs_f64(), deleted(first)),
+        *first_took < short && deleted(first) < EXPIRED_NONCES + EXPIRED_SESSIONS,
+    );
+    target(
+        "the runs' counts add up to the backlog",
+        format!(
+            "{} nonces, {} sessions",
+            field("noncesDeleted"),
+            field("sessionsDeleted")
+        ),
+        field("noncesDeleted") == EXPIRED_NONCES && field("sessionsDeleted") == EXPIRED_SESSIONS,
+    );
+    target(
+        &format!("memory flat: peak ≤ empty-table peak + {FLAT_MIB} MiB"),
+        format!("{:+.1} MiB", backlog_peak - empty_peak),
+        backlog_peak - empty_peak <= FLAT_MIB,
+    );
+    println!();
+}
+
+fn target(label: &str, measured: String, holds: bool) {
+    println!(
+        "  target: {label:<52} {measured:<32} {}",
+        if holds { "yes" } else { "NO" }
+    );
+}
+
+fn deleted(counts: &Value) -> u64 {
+    [
+        "noncesDeleted",
+        "sessionsDeleted",
+        "registrationSessionsDeleted",
+    ]
+    .iter()
+    .map(|name| counts[name].as_u64().expect("a count"))
+    .sum()
+}
+
+/// A function process: a release binary with the environment Lambda gives it. Killed when
+/// dropped.
+struct Function(Child);
+
+impl Function {
+    fn spawn(binary: &Path, name: &str, api: &RuntimeApi, database_url: &str) -> Function {
+        let child = Command::new(binary)
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", api.port))
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("DATABASE_URL", database_url)
+            .stdout(Stdio::null()) // its log lines
+            .spawn()
+            .unwrap_or_else(|err| panic!("start {}: {err}", binary.display()));
+        Function(child)
+    }
+
+    /// A memory figure of /proc/PID/status (VmRSS: now, VmHWM: peak), in MiB.
+    fn memory_mib(&self, field: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
+            .expect("the function's /proc status");
+        let kib: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"));
+        kib / 1024.0
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What a function answered: its result, or its error body.
+type Outcome = Result<Value, Value>;
+
+struct Invocation {
+    id: String,
+    payload: String,
+    deadline_ms: u128,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// A minimal Lambda Runtime API: the HTTP/1.1 interface a function's runtime polls for
+/// invocations (`GET .../invocation/next`) and answers (`POST .../invocation/{id}/response`
+/// or `/error`). One per function process.
+struct RuntimeApi {
+    port: u16,
+    queue: mpsc::UnboundedSender<Invocation>,
+    shared: Arc<Shared>,
+    next_id: AtomicU64,
+    acceptor: JoinHandle<()>,
+}
+
+/// What the connections share: the queued invocations, those handed out and waiting for their
+/// answer, and when the first poll came.
+struct Shared {
+    queued: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
+    waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    first_poll: OnceLock<Instant>,
+}
+
+const API: &str = "/2018-06-01/runtime";
+
+impl RuntimeApi {
+    async fn start() -> RuntimeApi {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let (queue, queued) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            queued: tokio::sync::Mutex::new(queued),
+            waiting: Mutex::new(HashMap::new()),
+            first_poll: OnceLock::new(),
+        });
+        let acceptor = tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(serve(stream, shared.clone()));
+                }
+            }
+        });
+        RuntimeApi {
+            port,
+            queue,
+            shared,
+            next_id: AtomicU64::new(1),
+            acceptor,
+        }
+    }
+
+    /// Queues an invocation that must be answered within `time_limit`; the receiver gets
+    /// the answer.
+    fn queue(&self, payload: &Value, time_limit: Duration) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        let deadline = SystemTime::now() + time_limit;
+        let id = format!("bench-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        self.queue
+            .send(Invocation {
+                id,
+                payload: payload.to_string(),
+                deadline_ms: deadline
+                    .duration_since(UNIX_EPOCH)
+                    .expect("clock")
+                    .as_millis(),
+                reply,
+            })
+            .expect("the API is running");
+        Reply { answer, time_limit }
+    }
+
+    async fn invoke(&self, payload: &Value, time_limit: Duration) -> Outcome {
+        outcome(self.queue(payload, time_limit)).await
+    }
+
+    fn first_poll(&self) -> Option<Instant> {
+        self.shared.first_poll.get().copied()
+    }
+}
+
+impl Drop for RuntimeApi {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+    }
+}
+
+struct Reply {
+    answer: oneshot::Receiver<Outcome>,
+    time_limit: Duration,
+}
+
+async fn outcome(reply: Reply) -> Outcome {
+    timeout(reply.time_limit + Duration::from_secs(30), reply.answer)
+        .await
+        .expect("the function answers in time")
+        .expect("the function answers")
+}
+
+/// One keep-alive connection of the runtime.
+async fn serve(stream: TcpStream, shared: Arc<Shared>) {
+    stream.set_nodelay(true).expect("nodelay");
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
+    while let Some((method, path, body)) = read_request(&mut reader).await {
+        let response = if method == "GET" && path == format!("{API}/invocation/next") {
+            shared.first_poll.get_or_init(Instant::now);
+            // None: the benchmark is done with this function.
+            let Some(invocation) = shared.queued.lock().await.recv().await else {
+                return;
+            };
+            let headers = format!(
+                "Lambda-Runtime-Aws-Request-Id: {}\r\n\
+                 Lambda-Runtime-Deadline-Ms: {}\r\n\
+                 Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:bench\r\n\
+                 Lambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000;Sampled=0\r\n",
+                invocation.id, invocation.deadline_ms
+            );
+            let response = http_response("200 OK", &headers, &invocation.payload);
+            shared
+                .waiting
+                .lock()
+                .expect("lock")
+                .insert(invocation.id, invocation.reply);
+            response
+        } else if let Some((id, kind)) = path
+            .strip_prefix(&format!("{API}/invocation/"))
+            .and_then(|rest| rest.split_once('/'))
+            .filter(|_| method == "POST")
+        {
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let answer = if kind == "response" {
+                Ok(body)
+            } else {
+                Err(body)
+            };
+            if let Some(reply) = shared.waiting.lock().expect("lock").remove(id) {
+                let _ = reply.send(answer);
+            }
+            http_response("202 Accepted", "", r#"{"status":"OK"}"#)
+        } else if method == "POST" && path == format!("{API}/init/error") {
+            eprintln!(
+                "the function failed to start: {}",
+                String::from_utf8_lossy(&body)
+            );
+            http_response("202 Accepted", "", r#"{"status":"OK"}"#)
+        } else {
+            http_response("404 Not Found", "", "{}")
+        };
+        if writer.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one request: method, path, body (sized by Content-Length, which the runtime
+/// client always sends). None when the connection closes.
+async fn read_request(reader: &mut BufReader<OwnedReadHalf>) -> Option<(String, String, Vec<u8>)> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).await.ok()? == 0 {
+        return None;
+    }
+    let mut words = line.split_whitespace();
+    let (method, path) = (words.next()?.to_owned(), words.next()?.to_owned());
+    let mut length = 0;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        let Some((name, value)) = line.trim_end().split_once(':') else {
+            break; // the blank line that ends the headers
+        };
+        if name.eq_ignore_ascii_case("content-length") {
+            length = value.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).await.ok()?;
+    Some((method, path, body))
+}
+
+fn http_response(status: &str, headers: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+        body.len()
+    )
+}
+
+/// Relays a local port to PostgreSQL and notes when the first byte from a client came.
+struct Relay {
+    /// The database URL, pointed at the relay.
+    url: String,
+    first_byte: Arc<OnceLock<Instant>>,
+    acceptor: JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(url: &str) -> Relay {
+        let (host, port) = host_and_port(url);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        let relay_port = listener.local_addr().expect("address").port();
+        let first_byte = Arc::new(OnceLock::new());
+        let acceptor = tokio::spawn({
+            let (first_byte, host) = (first_byte.clone(), host.clone());
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    let mut server = TcpStream::connect((host.as_str(), port))
+                        .await
+                        .expect("connect to PostgreSQL");
+                    let first_byte = first_byte.clone();
+                    tokio::spawn(async move {
+                        client.set_nodelay(true).expect("nodelay");
+                        server.set_nodelay(true).expect("nodelay");
+                        if client.readable().await.is_ok() {
+                            first_byte.get_or_init(Instant::now);
+                        }
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    });
+                }
+            }
+        });
+        let with_port = format!("@{host}:{port}");
+        let relayed = if url.contains(&with_port) {
+            url.replacen(&with_port, &format!("@127.0.0.1:{relay_port}"), 1)
+        } else {
+            url.replacen(&format!("@{host}"), &format!("@127.0.0.1:{relay_port}"), 1)
+        };
+        assert_ne!(
+            relayed, url,
+            "TEST_DATABASE_URL must be postgres://user@host..."
+        );
+        Relay {
+            url: with_param(&relayed, "sslmode=disable"),
+            first_byte,
+            acceptor,
+        }
+    }
+
+    fn first_byte(&self) -> Option<Instant> {
+        self.first_byte.get().copied()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+    }
+}
+
+fn host_and_port(url: &str) -> (String, u16) {
+    let config: tokio_postgres::Config = url.parse().expect("TEST_DATABASE_URL is a valid URL");
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        _ => panic!("TEST_DATABASE_URL must name a TCP host"),
+    };
+    (host, config.get_ports().first().copied().unwrap_or(5432))
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    tokio::spawn(connection);
+    client
+}
+
+fn with_param(url: &str, param: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{param}")
+}
+
+fn launch_config(deployment_id: &str) -> Value {
+    json!({"op": "getLaunchConfig", "iss": "https://canvas.example.com", "clientId": "bench",
+           "deploymentId": deployment_id})
+}
+
+/// A session as an LTI tool stores it after a launch (without its `id`).
+fn session_data() -> Value {
+    json!({
+        "user": {"id": "user-1234", "name": "Ada Lovelace", "email": "ada@example.edu",
+                 "roles": ["http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"]},
+        "context": {"id": "course-42", "label": "MATH 101", "title": "Calculus I"},
+        "platform": {"issuer": "https://canvas.instructure.com", "clientId": "10000000000001",
+                     "deploymentId": "1:abc"},
+        "launch": {"target": "https://tool.example.com/launch", "locale": "en"},
+    })
+}
+
+fn epoch_ms_in(from_now: Duration) -> u64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+    (now + from_now).as_millis() as u64
+}
+
+/// Durations in microseconds, from 1 µs to 10 minutes.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram")
+}
+
+fn micros(duration: Duration) -> u64 {
+    duration.as_micros() as u64
+}
