@@ -505,8 +505,7 @@ async fn bare_round_trip(storage: &Storage) {
     storage
         .database()
         .run(Retry::Safe, "bench", |db| async move {
-            db.query_typed("SELECT $1::int4", &[(&1i32, Type::INT4)])
-                .await
+            db.query("SELECT $1::int4", &[(&1i32, Type::INT4)]).await
         })
         .await
         .expect("SELECT $1");

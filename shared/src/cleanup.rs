@@ -52,7 +52,7 @@ pub async fn cleanup(storage: &Storage, deadline: Instant) -> Result<CleanupOutc
             let row = storage
                 .database()
                 .run(Retry::Safe, "cleanup", |db| async move {
-                    db.query_typed_one(sql, &[(&batch_size, Type::INT8)]).await
+                    db.query_one(sql, &[(&batch_size, Type::INT8)]).await
                 })
                 .await?;
             slowest = slowest.max(started.elapsed());

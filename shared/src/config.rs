@@ -136,6 +136,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub connect_timeout: Duration,
     pub query_timeout: Duration,
+    /// Whether statements are prepared once per connection (off behind RDS Proxy or
+    /// PgBouncer in transaction mode, which cannot keep them).
+    pub prepared_statements: bool,
     /// A connection idle this long is pinged before use.
     pub connection_idle_check: Duration,
     /// How long a session lives after `addSession`.
@@ -189,6 +192,13 @@ impl Config {
             database,
             connect_timeout: millis("CONNECT_TIMEOUT_MS", 5000)?,
             query_timeout: millis("QUERY_TIMEOUT_MS", 5000)?,
+            prepared_statements: match lookup("PREPARED_STATEMENTS").as_deref().map(str::trim) {
+                None | Some("") | Some("true") => true,
+                Some("false") => false,
+                Some(_) => {
+                    return Err(config_error("PREPARED_STATEMENTS", "must be true or false"))
+                }
+            },
             connection_idle_check: number("CONNECTION_IDLE_CHECK_MS", 30_000, 0, MAX_TIME_LIMIT_MS)
                 .map(Duration::from_millis)?,
             session_ttl: seconds("SESSION_TTL_SECS", 24 * 3600, 1)?,

@@ -5,10 +5,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
 use tokio::sync::Mutex;
 use tokio::time::timeout;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
+
+use postgres_types::{ToSql, Type};
+use tokio_postgres::{Client, NoTls, Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{Config, ConfigError, DatabaseConfig};
@@ -31,12 +34,13 @@ pub struct Database {
     connect_timeout: Duration,
     query_timeout: Duration,
     idle_check_after: Duration,
+    prepared_statements: bool,
     open: Mutex<Option<Open>>,
 }
 
 /// The open connection and when a call last took it.
 struct Open {
-    client: Arc<Client>,
+    client: Arc<Connection>,
     last_used: Instant,
 }
 
@@ -52,6 +56,7 @@ impl Database {
             connect_timeout: config.connect_timeout,
             query_timeout: config.query_timeout,
             idle_check_after: config.connection_idle_check,
+            prepared_statements: config.prepared_statements,
             open: Mutex::new(None),
         })
     }
@@ -63,7 +68,7 @@ impl Database {
         &self,
         retry: Retry,
         what: &str,
-        query: impl Fn(Arc<Client>) -> Q,
+        query: impl Fn(Arc<Connection>) -> Q,
     ) -> Result<T, Error>
     where
         Q: Future<Output = Result<T, tokio_postgres::Error>>,
@@ -78,7 +83,7 @@ impl Database {
         limit: Duration,
         retry: Retry,
         what: &str,
-        query: impl Fn(Arc<Client>) -> Q,
+        query: impl Fn(Arc<Connection>) -> Q,
     ) -> Result<T, Error>
     where
         Q: Future<Output = Result<T, tokio_postgres::Error>>,
@@ -115,7 +120,7 @@ impl Database {
     /// a NAT or proxy; it gets a quick ping first, so the call is not the one to find out by
     /// waiting for its whole time limit, and a call that must not be repeated is not sent
     /// into a dead connection.
-    async fn client(&self) -> Result<Arc<Client>, Error> {
+    async fn client(&self) -> Result<Arc<Connection>, Error> {
         // Lets the connection's task read what arrived while this container was frozen or
         // busy (a server's goodbye, a closed socket), so `is_closed` below is current and a
         // call that must not be repeated is never sent into a connection already gone. Two
@@ -135,7 +140,10 @@ impl Database {
             tracing::info!("database connection found dead; opening a new one");
         }
         *slot = None;
-        let client = Arc::new(self.connect().await?);
+        let client = Arc::new(Connection {
+            client: self.connect().await?,
+            prepared: self.prepared_statements.then(Default::default),
+        });
         *slot = Some(Open {
             client: client.clone(),
             last_used: Instant::now(),
@@ -143,12 +151,15 @@ impl Database {
         Ok(client)
     }
 
-    async fn is_alive(&self, client: &Client) -> bool {
+    async fn is_alive(&self, connection: &Connection) -> bool {
         let limit = LIVENESS_CHECK_LIMIT.min(self.query_timeout);
-        matches!(timeout(limit, client.simple_query("")).await, Ok(Ok(_)))
+        matches!(
+            timeout(limit, connection.client.simple_query("")).await,
+            Ok(Ok(_))
+        )
     }
 
-    async fn discard(&self, broken: &Arc<Client>) {
+    async fn discard(&self, broken: &Arc<Connection>) {
         let mut slot = self.open.lock().await;
         if slot
             .as_ref()
@@ -188,6 +199,101 @@ impl Database {
             "database connected"
         );
         Ok(client)
+    }
+}
+
+/// One open connection, and the statements prepared on it so far.
+pub struct Connection {
+    client: Client,
+    /// By SQL text; `None` when prepared statements are off.
+    prepared: Option<std::sync::Mutex<HashMap<String, Statement>>>,
+}
+
+/// A statement's parameters, each with its type (so nothing is asked of the server first).
+pub type Params<'a> = [(&'a (dyn ToSql + Sync), Type)];
+
+impl Connection {
+    /// The client itself, for work beyond single statements (migrations).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Runs `sql`: one round trip. With prepared statements on, the first run of a statement
+    /// on this connection prepares it (one round trip more); every later run skips
+    /// PostgreSQL's parsing and planning, which cost more than the round trip itself on a
+    /// near database. Off, each run is an unnamed statement (`query_typed`), as RDS Proxy and
+    /// PgBouncer in transaction mode need.
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let Some(statement) = self.prepared(sql, params).await? else {
+            return self.client.query_typed(sql, params).await;
+        };
+        let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(value, _)| *value).collect();
+        match self.client.query(&statement, &values).await {
+            // "cached plan must not change result type": the schema changed under a prepared
+            // statement. Prepare it again; nothing ran, so running it again is safe.
+            Err(err) if err.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) => {
+                self.forget(sql);
+                let statement = self
+                    .prepared(sql, params)
+                    .await?
+                    .expect("prepared statements are on");
+                self.client.query(&statement, &values).await
+            }
+            result => result,
+        }
+    }
+
+    /// `query` for at most one row.
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        Ok(self.query(sql, params).await?.into_iter().next())
+    }
+
+    /// `query` for exactly one row.
+    pub async fn query_one(
+        &self,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> Result<Row, tokio_postgres::Error> {
+        let row = self.query_opt(sql, params).await?;
+        Ok(row.expect("the statement returns one row"))
+    }
+
+    async fn prepared(
+        &self,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> Result<Option<Statement>, tokio_postgres::Error> {
+        let Some(cache) = &self.prepared else {
+            return Ok(None);
+        };
+        if let Some(statement) = cache.lock().expect("statement cache lock").get(sql) {
+            return Ok(Some(statement.clone()));
+        }
+        let types: Vec<Type> = params.iter().map(|(_, kind)| kind.clone()).collect();
+        let statement = self.client.prepare_typed(sql, &types).await?;
+        cache
+            .lock()
+            .expect("statement cache lock")
+            .insert(sql.to_owned(), statement.clone());
+        Ok(Some(statement))
+    }
+
+    fn forget(&self, sql: &str) {
+        if let Some(cache) = &self.prepared {
+            cache.lock().expect("statement cache lock").remove(sql);
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.client.is_closed()
     }
 }
 

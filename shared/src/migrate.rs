@@ -33,20 +33,26 @@ pub const INVOCATION_TIME_LIMIT: Duration = Duration::from_secs(25);
 /// Applies the migrations the database has not recorded yet, all in one transaction, within
 /// `time_limit`, and returns their versions (empty when the schema is current).
 pub async fn migrate(db: &Database, time_limit: Duration) -> Result<Vec<String>, Error> {
-    db.run_with_time_limit(time_limit, Retry::Safe, "migration", |client| async move {
-        client.batch_execute("BEGIN").await?;
-        match apply_missing(&client).await {
-            Ok(applied) => {
-                client.batch_execute("COMMIT").await?;
-                Ok(applied)
+    db.run_with_time_limit(
+        time_limit,
+        Retry::Safe,
+        "migration",
+        |connection| async move {
+            let client = connection.client();
+            client.batch_execute("BEGIN").await?;
+            match apply_missing(client).await {
+                Ok(applied) => {
+                    client.batch_execute("COMMIT").await?;
+                    Ok(applied)
+                }
+                Err(err) => {
+                    // Leave the shared connection usable; the failure to report is `err`.
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    Err(err)
+                }
             }
-            Err(err) => {
-                // Leave the shared connection usable; the failure to report is `err`.
-                let _ = client.batch_execute("ROLLBACK").await;
-                Err(err)
-            }
-        }
-    })
+        },
+    )
     .await
 }
 

@@ -272,9 +272,14 @@ async fn a_lost_answer_to_add_client_is_retried_without_a_second_row() {
     let upstream = port_of(&db.url);
     let proxy = Proxy::start(upstream).await;
     let storage = storage_via(&db, &proxy, upstream, &[]);
-    storage.list_clients().await.unwrap(); // connection open
+    // Open the connection and prepare the statement on it: the call below then sends only
+    // its values, and the cut loses the answer to the INSERT itself.
+    storage
+        .add_client(&new_client("https://warm-up"))
+        .await
+        .unwrap();
 
-    proxy.set_mode(Mode::CutAfter("INSERT INTO clients".into()));
+    proxy.set_mode(Mode::CutAfter("https://lost-answer".into()));
     let id = storage
         .add_client(&new_client("https://lost-answer"))
         .await
@@ -308,14 +313,16 @@ async fn a_lost_answer_to_add_session_is_retried_without_a_second_row() {
     let upstream = port_of(&db.url);
     let proxy = Proxy::start(upstream).await;
     let storage = storage_via(&db, &proxy, upstream, &[]);
-    storage.list_clients().await.unwrap();
+    let mut warm_up = session(&uuid::Uuid::new_v4().to_string());
+    warm_up.insert("user".into(), json!({"name": "warm-up"}));
+    storage.add_session(&warm_up).await.unwrap();
 
     let id = uuid::Uuid::new_v4().to_string();
-    proxy.set_mode(Mode::CutAfter("INSERT INTO sessions".into()));
+    proxy.set_mode(Mode::CutAfter("Ada".into())); // in this session's data only
     assert_eq!(storage.add_session(&session(&id)).await.unwrap(), id);
 
     assert_eq!(proxy.accepted(), 2);
-    assert_eq!(count(&db, "SELECT count(*) FROM sessions").await, 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM sessions").await, 2);
     let stored = db.storage().get_session(&id).await.unwrap().unwrap();
     assert_eq!(Value::Object(session(&id)), stored);
 }
@@ -326,22 +333,30 @@ async fn a_lost_answer_to_a_nonce_write_is_unavailable_and_never_applied_twice()
     let upstream = port_of(&db.url);
     let proxy = Proxy::start(upstream).await;
     let storage = storage_via(&db, &proxy, upstream, &[]);
-    storage.list_clients().await.unwrap();
+    storage.store_nonce("warm-up", far_future()).await.unwrap();
+    assert!(storage.validate_nonce("warm-up").await.unwrap());
 
-    proxy.set_mode(Mode::CutAfter("INSERT INTO nonces".into()));
-    let err = storage.store_nonce("lost", far_future()).await.unwrap_err();
+    proxy.set_mode(Mode::CutAfter("lost-nonce".into()));
+    let err = storage
+        .store_nonce("lost-nonce", far_future())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable);
     assert_eq!(
-        count(&db, "SELECT count(*) FROM nonces").await,
+        count(
+            &db,
+            "SELECT count(*) FROM nonces WHERE nonce = 'lost-nonce'"
+        )
+        .await,
         1,
         "stored once"
     );
 
-    proxy.set_mode(Mode::CutAfter("UPDATE nonces".into()));
-    let err = storage.validate_nonce("lost").await.unwrap_err();
+    proxy.set_mode(Mode::CutAfter("lost-nonce".into()));
+    let err = storage.validate_nonce("lost-nonce").await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable);
     // The lost call consumed it; nothing repeated it and nothing else can use it.
-    assert!(!storage.validate_nonce("lost").await.unwrap());
+    assert!(!storage.validate_nonce("lost-nonce").await.unwrap());
 }
 
 #[tokio::test]

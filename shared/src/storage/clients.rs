@@ -104,7 +104,7 @@ impl Storage {
         let row = self
             .db
             .run(Retry::Safe, "launch config", |db| async move {
-                db.query_typed_one("SELECT version FROM lti_storage_changes", &[])
+                db.query_one("SELECT version FROM lti_storage_changes", &[])
                     .await
             })
             .await?;
@@ -121,7 +121,7 @@ impl Storage {
         let rows = self
             .db
             .run(Retry::Safe, "client", |db| async move {
-                db.query_typed(
+                db.query(
                     "SELECT id, name, iss, client_id, auth_url, token_url, jwks_url
                      FROM clients ORDER BY name, id",
                     &[],
@@ -141,7 +141,7 @@ impl Storage {
         let row = self
             .db
             .run(Retry::Safe, "client", |db| async move {
-                db.query_typed_opt(
+                db.query_opt(
                     "SELECT c.id, c.name, c.iss, c.client_id, c.auth_url, c.token_url, c.jwks_url,
                             COALESCE((SELECT json_agg(json_build_object(
                                           'id', d.id, 'deploymentId', d.deployment_id,
@@ -173,7 +173,7 @@ impl Storage {
         let id = Uuid::new_v4();
         self.db
             .run(Retry::Safe, "client", |db| async move {
-                db.query_typed(
+                db.query(
                     "INSERT INTO clients (id, name, iss, client_id, auth_url, token_url, jwks_url)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)
                      ON CONFLICT (id) DO NOTHING",
@@ -206,7 +206,7 @@ impl Storage {
         let row = self
             .db
             .run(Retry::Safe, "client", |db| async move {
-                db.query_typed_opt(
+                db.query_opt(
                     "WITH old AS (SELECT id, iss, client_id FROM clients WHERE id = $1 FOR UPDATE)
                      UPDATE clients c SET
                          name = COALESCE($2, c.name),
@@ -244,7 +244,7 @@ impl Storage {
         let row = self
             .db
             .run(Retry::Safe, "client", |db| async move {
-                db.query_typed_opt(
+                db.query_opt(
                     "WITH gone_deployments AS (DELETE FROM deployments WHERE client_id = $1)
                      DELETE FROM clients WHERE id = $1 RETURNING iss, client_id",
                     &[(&id, Type::UUID)],
@@ -263,7 +263,7 @@ impl Storage {
         let rows = self
             .db
             .run(Retry::Safe, "deployment", |db| async move {
-                db.query_typed(
+                db.query(
                     "SELECT id, deployment_id, name, description, client_id
                      FROM deployments WHERE client_id = $1 ORDER BY deployment_id",
                     &[(&id, Type::UUID)],
@@ -289,7 +289,7 @@ impl Storage {
         let row = self
             .db
             .run(Retry::Safe, "deployment", |db| async move {
-                db.query_typed_opt(
+                db.query_opt(
                     "SELECT id, deployment_id, name, description, client_id
                      FROM deployments WHERE id = $1 AND client_id = $2",
                     &[(&id, Type::UUID), (&client, Type::UUID)],
@@ -319,7 +319,7 @@ impl Storage {
         let owner = self
             .db
             .run(Retry::Safe, "deployment", |db| async move {
-                db.query_typed_opt(
+                db.query_opt(
                     "WITH owner AS (SELECT id, iss, client_id FROM clients WHERE id = $2),
                           added AS (
                               INSERT INTO deployments (id, client_id, deployment_id, name, description)
@@ -362,7 +362,7 @@ impl Storage {
         let row = self
             .db
             .run(Retry::Safe, "deployment", |db| async move {
-                db.query_typed_opt(
+                db.query_opt(
                     "WITH changed AS (
                          UPDATE deployments SET
                              deployment_id = COALESCE($3, deployment_id),
@@ -398,7 +398,7 @@ impl Storage {
         let owner = self
             .db
             .run(Retry::Safe, "deployment", |db| async move {
-                db.query_typed_opt(
+                db.query_opt(
                     "WITH gone AS (DELETE FROM deployments WHERE id = $2 AND client_id = $1
                                    RETURNING client_id)
                      SELECT c.iss, c.client_id FROM clients c JOIN gone ON c.id = gone.client_id",
@@ -445,7 +445,7 @@ impl Storage {
             .run(Retry::Safe, "launch config", |db| async move {
                 // Always one row: the change counter, with the launch config when found
                 // (read in the same snapshot, so the two agree).
-                db.query_typed_one(
+                db.query_one(
                     "SELECT changes.version, found.*
                      FROM lti_storage_changes changes
                      LEFT JOIN LATERAL (

@@ -15,7 +15,7 @@ impl Storage {
         // Conflict. The caller gets Unavailable and issues a fresh nonce.
         self.db
             .run(Retry::Never, "nonce", |db| async move {
-                db.query_typed(
+                db.query(
                     "INSERT INTO nonces (nonce, expires_at) VALUES ($1, $2)",
                     &[(&nonce, Type::VARCHAR), (&expires_at.0, Type::TIMESTAMPTZ)],
                 )
@@ -36,7 +36,7 @@ impl Storage {
         let row = self
             .db
             .run(Retry::Never, "nonce", |db| async move {
-                db.query_typed_opt(
+                db.query_opt(
                     "UPDATE nonces SET used_at = now()
                      WHERE nonce = $1 AND used_at IS NULL AND expires_at > now()
                      RETURNING nonce",

@@ -65,7 +65,7 @@ impl Storage {
         let row = self
             .db
             .run(Retry::Safe, "session", |db| async move {
-                db.query_typed_opt(
+                db.query_opt(
                     "INSERT INTO sessions (id, data, expires_at)
                      VALUES ($1, $2, now() + $3 * interval '1 second')
                      ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at
@@ -106,7 +106,7 @@ impl Storage {
         let row = self
             .db
             .run(Retry::Safe, "session", |db| async move {
-                db.query_typed_opt(
+                db.query_opt(
                     "SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > now()",
                     &[(&id, Type::UUID)],
                 )
@@ -144,7 +144,7 @@ impl Storage {
         input::json("session", data)?;
         self.db
             .run(Retry::Safe, "registration session", |db| async move {
-                db.query_typed(
+                db.query(
                     "INSERT INTO registration_sessions (id, data, expires_at) VALUES ($1, $2, $3)
                      ON CONFLICT (id) DO UPDATE
                          SET data = EXCLUDED.data, expires_at = EXCLUDED.expires_at",
@@ -168,7 +168,7 @@ impl Storage {
         let row = self
             .db
             .run(Retry::Safe, "registration session", |db| async move {
-                db.query_typed_opt(
+                db.query_opt(
                     "SELECT data FROM registration_sessions WHERE id = $1 AND expires_at > now()",
                     &[(&id, Type::UUID)],
                 )
@@ -184,7 +184,7 @@ impl Storage {
         let id = input::uuid("sessionId", session_id)?;
         self.db
             .run(Retry::Safe, "registration session", |db| async move {
-                db.query_typed(
+                db.query(
                     "DELETE FROM registration_sessions WHERE id = $1",
                     &[(&id, Type::UUID)],
                 )

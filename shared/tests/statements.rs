@@ -1,0 +1,82 @@
+//! Prepared statements: kept per connection, re-prepared when the schema changes under them,
+//! and switched off for poolers that cannot keep them.
+
+mod support;
+
+use lti_storage::Config;
+use serde_json::{json, Value};
+use support::{ok, TestDb};
+
+fn add_client(iss: &str) -> Value {
+    json!({"op": "addClient", "client": {
+        "name": "Moodle", "iss": iss, "clientId": "c1",
+        "authUrl": "https://moodle/auth", "tokenUrl": "https://moodle/token",
+        "jwksUrl": "https://moodle/jwks"}})
+}
+
+#[tokio::test]
+async fn a_statement_prepared_before_a_schema_change_is_prepared_again() {
+    let db = TestDb::migrated().await;
+    let storage = db.storage();
+    ok(&storage, add_client("https://before")).await;
+    ok(&storage, json!({"op": "listClients"})).await; // prepared on this connection
+
+    // A DBA widens a column: the prepared statement's result type no longer matches.
+    db.sql()
+        .await
+        .batch_execute("ALTER TABLE clients ALTER COLUMN name TYPE varchar(300)")
+        .await
+        .unwrap();
+
+    let clients = ok(&storage, json!({"op": "listClients"})).await;
+    assert_eq!(clients.as_array().unwrap().len(), 1);
+    assert_eq!(clients[0]["iss"], "https://before");
+}
+
+#[tokio::test]
+async fn with_prepared_statements_off_every_operation_still_works() {
+    let db = TestDb::migrated().await;
+    let storage = db.storage_with(&[("PREPARED_STATEMENTS", "false")]);
+    let id = ok(&storage, add_client("https://unprepared")).await;
+    let id = id.as_str().unwrap();
+    ok(
+        &storage,
+        json!({"op": "addDeployment", "clientId": id, "deployment": {"deploymentId": "default"}}),
+    )
+    .await;
+    let config = ok(
+        &storage,
+        json!({"op": "getLaunchConfig", "iss": "https://unprepared", "clientId": "c1", "deploymentId": "7"}),
+    )
+    .await;
+    assert_eq!(config["deploymentId"], "default");
+    ok(
+        &storage,
+        json!({"op": "storeNonce", "nonce": "n", "expiresAt": 4102444800000u64}),
+    )
+    .await;
+    assert_eq!(
+        ok(&storage, json!({"op": "validateNonce", "nonce": "n"})).await,
+        true
+    );
+    assert_eq!(
+        ok(&storage, json!({"op": "validateNonce", "nonce": "n"})).await,
+        false
+    );
+}
+
+#[test]
+fn prepared_statements_are_on_unless_turned_off() {
+    let config = |value: Option<&str>| {
+        Config::from_lookup(|name| match name {
+            "DATABASE_URL" => Some("postgres://u@localhost/db".into()),
+            "PREPARED_STATEMENTS" => value.map(str::to_owned),
+            _ => None,
+        })
+    };
+    assert!(config(None).unwrap().prepared_statements);
+    assert!(config(Some("true")).unwrap().prepared_statements);
+    assert!(!config(Some("false")).unwrap().prepared_statements);
+    let err = config(Some("yes")).unwrap_err();
+    assert_eq!(err.variable, "PREPARED_STATEMENTS");
+}
