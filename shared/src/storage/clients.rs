@@ -444,16 +444,21 @@ impl Storage {
             .db
             .run(Retry::Safe, "launch config", |db| async move {
                 // Always one row: the change counter, with the launch config when found
-                // (read in the same snapshot, so the two agree).
+                // (read in the same snapshot, so the two agree). The exact deployment comes
+                // first; the `default` branch runs only when it found nothing (no sort).
                 db.query_one(
                     "SELECT changes.version, found.*
                      FROM lti_storage_changes changes
                      LEFT JOIN LATERAL (
-                         SELECT c.iss, c.client_id, d.deployment_id,
-                                c.auth_url, c.token_url, c.jwks_url
-                         FROM clients c JOIN deployments d ON d.client_id = c.id
-                         WHERE c.iss = $1 AND c.client_id = $2 AND d.deployment_id IN ($3, $4)
-                         ORDER BY d.deployment_id = $3 DESC
+                         (SELECT c.iss, c.client_id, d.deployment_id,
+                                 c.auth_url, c.token_url, c.jwks_url
+                          FROM clients c JOIN deployments d ON d.client_id = c.id
+                          WHERE c.iss = $1 AND c.client_id = $2 AND d.deployment_id = $3)
+                         UNION ALL
+                         (SELECT c.iss, c.client_id, d.deployment_id,
+                                 c.auth_url, c.token_url, c.jwks_url
+                          FROM clients c JOIN deployments d ON d.client_id = c.id
+                          WHERE c.iss = $1 AND c.client_id = $2 AND d.deployment_id = $4)
                          LIMIT 1) found ON true",
                     &[
                         (&iss, Type::VARCHAR),
