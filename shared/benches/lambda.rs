@@ -8,6 +8,8 @@
 //! `TEST_DATABASE_URL=postgres://... cargo bench -p lti-storage --bench lambda`.
 //! Everything happens in a schema of its own, dropped at the end.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -15,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{connect, epoch_ms_in, host_and_port, session_data, with_param};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -23,7 +26,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 const COLD_STARTS: usize = 20;
@@ -628,48 +630,9 @@ impl Drop for Relay {
     }
 }
 
-fn host_and_port(url: &str) -> (String, u16) {
-    let config: tokio_postgres::Config = url.parse().expect("TEST_DATABASE_URL is a valid URL");
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        _ => panic!("TEST_DATABASE_URL must name a TCP host"),
-    };
-    (host, config.get_ports().first().copied().unwrap_or(5432))
-}
-
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .expect("connect to TEST_DATABASE_URL");
-    tokio::spawn(connection);
-    client
-}
-
-fn with_param(url: &str, param: &str) -> String {
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}{param}")
-}
-
 fn launch_config(deployment_id: &str) -> Value {
     json!({"op": "getLaunchConfig", "iss": "https://canvas.example.com", "clientId": "bench",
            "deploymentId": deployment_id})
-}
-
-/// A session as an LTI tool stores it after a launch (without its `id`).
-fn session_data() -> Value {
-    json!({
-        "user": {"id": "user-1234", "name": "Ada Lovelace", "email": "ada@example.edu",
-                 "roles": ["http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"]},
-        "context": {"id": "course-42", "label": "MATH 101", "title": "Calculus I"},
-        "platform": {"issuer": "https://canvas.instructure.com", "clientId": "10000000000001",
-                     "deploymentId": "1:abc"},
-        "launch": {"target": "https://tool.example.com/launch", "locale": "en"},
-    })
-}
-
-fn epoch_ms_in(from_now: Duration) -> u64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
-    (now + from_now).as_millis() as u64
 }
 
 /// Durations in microseconds, from 1 µs to 10 minutes.

@@ -9,10 +9,13 @@
 //! `TEST_DATABASE_URL=postgres://... cargo bench -p lti-storage --bench operations`.
 //! Everything happens in a schema of its own, dropped at the end.
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::{connect, epoch_ms_in, host_and_port, session_data, with_param};
 use hdrhistogram::Histogram;
 use lti_storage::db::Retry;
 use lti_storage::request::OPS;
@@ -21,7 +24,6 @@ use postgres_types::Type;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_postgres::NoTls;
 
 /// Calls per row, after the warm-up calls (which are not recorded).
 const ITERATIONS: usize = 2000;
@@ -43,7 +45,7 @@ fn main() {
         .build()
         .expect("runtime")
         .block_on(async {
-            let proxy = Proxy::start(upstream_of(&url)).await;
+            let proxy = Proxy::start(host_and_port(&url)).await;
             run(&url, &proxy).await
         });
 }
@@ -628,27 +630,9 @@ fn storage_at(url: &str) -> Storage {
     Storage::new(&config).expect("storage")
 }
 
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .expect("connect to TEST_DATABASE_URL");
-    tokio::spawn(connection);
-    client
-}
-
-/// The host and port of a PostgreSQL URL.
-fn upstream_of(url: &str) -> (String, u16) {
-    let config: tokio_postgres::Config = url.parse().expect("TEST_DATABASE_URL is a valid URL");
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        _ => panic!("TEST_DATABASE_URL must name a TCP host"),
-    };
-    (host, config.get_ports().first().copied().unwrap_or(5432))
-}
-
 /// `url` pointed at the proxy on `port`, without TLS (the proxy reads the protocol).
 fn redirect(url: &str, port: u16) -> String {
-    let (host, upstream_port) = upstream_of(url);
+    let (host, upstream_port) = host_and_port(url);
     let proxy = format!("@127.0.0.1:{port}");
     let with_port = format!("@{host}:{upstream_port}");
     let redirected = if url.contains(&with_port) {
@@ -661,11 +645,6 @@ fn redirect(url: &str, port: u16) -> String {
         "TEST_DATABASE_URL must be postgres://user@host..."
     );
     with_param(&redirected, "sslmode=disable")
-}
-
-fn with_param(url: &str, param: &str) -> String {
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}{param}")
 }
 
 /// The `id` column of what `sql` returns, as text.
@@ -683,23 +662,6 @@ fn client_json(iss: &str, client_id: &str) -> Value {
         "tokenUrl": "https://sso.canvaslms.com/login/oauth2/token",
         "jwksUrl": "https://sso.canvaslms.com/api/lti/security/jwks",
     })
-}
-
-/// A session as an LTI tool stores it after a launch (without its `id`).
-fn session_data() -> Value {
-    json!({
-        "user": {"id": "user-1234", "name": "Ada Lovelace", "email": "ada@example.edu",
-                 "roles": ["http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"]},
-        "context": {"id": "course-42", "label": "MATH 101", "title": "Calculus I"},
-        "platform": {"issuer": "https://canvas.instructure.com", "clientId": "10000000000001",
-                     "deploymentId": "1:abc"},
-        "launch": {"target": "https://tool.example.com/launch", "locale": "en"},
-    })
-}
-
-fn epoch_ms_in(from_now: Duration) -> u64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
-    (now + from_now).as_millis() as u64
 }
 
 /// Latencies in nanoseconds, from 1 ns to a minute.
