@@ -88,31 +88,7 @@ async fn a_backend_terminated_while_idle_is_replaced_by_the_next_call() {
     let storage = db.storage_with(&[("DATABASE_URL", &url)]);
     storage.store_nonce("n1", far_future()).await.unwrap();
 
-    let admin = db.sql().await;
-    let terminated: i64 = admin
-        .query_one(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
-            &[&name],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(terminated, 1);
-    // pg_terminate_backend only signals: wait until the backend has gone.
-    for _ in 0..100 {
-        let left: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
-                &[&name],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_eq!(db.terminate(&name).await, 1);
 
     // validateNonce is never repeated, so it must find out before sending.
     assert!(storage.validate_nonce("n1").await.unwrap());

@@ -8,7 +8,6 @@ mod support;
 use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use lti_storage::input::Timestamp;
 use lti_storage::model::NewClient;
@@ -374,28 +373,7 @@ async fn a_dropped_connection_is_logged_and_replaced_without_showing_the_passwor
     )]);
     storage.list_clients().await.unwrap();
 
-    let admin = db.sql().await;
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-            &[&name],
-        )
-        .await
-        .unwrap();
-    for _ in 0..100 {
-        let left: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
-                &[&name],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_eq!(db.terminate(&name).await, 1);
     storage.list_clients().await.unwrap();
 
     let lines = logs.assert_without(PASSWORD);

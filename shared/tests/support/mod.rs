@@ -93,6 +93,36 @@ impl TestDb {
         Storage::new(&self.config_with(vars)).expect("storage builds")
     }
 
+    /// Terminates the backends of connections named `application_name` and waits until they
+    /// are gone (pg_terminate_backend only signals); returns how many there were.
+    pub async fn terminate(&self, application_name: &str) -> i64 {
+        let admin = self.sql().await;
+        let terminated: i64 = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE application_name = $1",
+                &[&application_name],
+            )
+            .await
+            .expect("terminate backends")
+            .get(0);
+        for _ in 0..100 {
+            let left: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                    &[&application_name],
+                )
+                .await
+                .expect("count backends")
+                .get(0);
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        terminated
+    }
+
     /// A plain connection to this schema, to look at rows the way a user would with psql.
     pub async fn sql(&self) -> tokio_postgres::Client {
         connect(&self.url).await
