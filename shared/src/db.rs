@@ -88,29 +88,28 @@ impl Database {
     where
         Q: Future<Output = Result<T, tokio_postgres::Error>>,
     {
-        let client = self.client().await?;
-        let failure = match timeout(limit, query(client.clone())).await {
-            Ok(Ok(value)) => return Ok(value),
-            Ok(Err(err)) if !is_connection_error(&err) => return Err(from_db(err, what)),
-            Ok(Err(err)) => from_db(err, what),
-            Err(_) => Error::unavailable(format!(
-                "the database did not answer within {} ms",
-                limit.as_millis()
-            )),
+        let mut attempts = match retry {
+            Retry::Safe => 2,
+            Retry::Never => 1,
         };
-        // The connection is broken or silent: never reuse it.
-        self.discard(&client).await;
-        if retry == Retry::Never {
-            return Err(failure);
-        }
-        tracing::info!(what, "retrying on a fresh database connection");
-        let client = self.client().await?;
-        match timeout(limit, query(client.clone())).await {
-            Ok(result) => result.map_err(|err| from_db(err, what)),
-            Err(_) => {
-                self.discard(&client).await;
-                Err(failure)
+        loop {
+            let client = self.client().await?;
+            let failure = match timeout(limit, query(client.clone())).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(err)) if !is_connection_error(&err) => return Err(from_db(err, what)),
+                Ok(Err(err)) => from_db(err, what),
+                Err(_) => Error::unavailable(format!(
+                    "the database did not answer within {} ms",
+                    limit.as_millis()
+                )),
+            };
+            // The connection is broken or silent: never reuse it.
+            self.discard(&client).await;
+            attempts -= 1;
+            if attempts == 0 {
+                return Err(failure);
             }
+            tracing::info!(what, "retrying on a fresh database connection");
         }
     }
 

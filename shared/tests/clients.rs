@@ -69,10 +69,6 @@ fn expected_launch_config(iss: &str, client_id: &str, deployment: &str) -> Value
     })
 }
 
-async fn count(db: &TestDb, query: &str) -> i64 {
-    db.sql().await.query_one(query, &[]).await.unwrap().get(0)
-}
-
 fn uuid_of(id: &str) -> Uuid {
     Uuid::parse_str(id).unwrap_or_else(|_| panic!("{id:?} is not a UUID"))
 }
@@ -107,7 +103,7 @@ async fn add_client_returns_a_uuid_and_stores_the_row() {
             format!("{ISS}/api/lti/security/jwks"),
         ]
     );
-    assert_eq!(count(&db, "SELECT count(*) FROM clients").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM clients").await, 1);
 }
 
 #[tokio::test]
@@ -120,13 +116,13 @@ async fn duplicate_iss_and_client_id_is_a_conflict_and_no_second_row() {
     again["name"] = json!("Another name");
     let err = fails(&storage, json!({"op": "addClient", "client": again})).await;
     assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
-    assert_eq!(count(&db, "SELECT count(*) FROM clients").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM clients").await, 1);
 
     // Unique is the pair: the same clientId on another issuer, or another clientId on the
     // same issuer, is a different platform.
     add_client(&storage, "https://moodle.example.edu", LMS_CLIENT).await;
     add_client(&storage, ISS, "10000000000002").await;
-    assert_eq!(count(&db, "SELECT count(*) FROM clients").await, 3);
+    assert_eq!(db.count("SELECT count(*) FROM clients").await, 3);
 }
 
 #[tokio::test]
@@ -305,8 +301,7 @@ async fn update_client_changes_only_the_given_fields() {
     )
     .await;
     assert_eq!(
-        count(
-            &db,
+        db.count(
             "SELECT count(*) FROM clients WHERE name = 'Renamed' AND client_id = '20000000000002'"
         )
         .await,
@@ -325,7 +320,7 @@ async fn update_of_an_unknown_client_is_not_found() {
     )
     .await;
     assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
-    assert_eq!(count(&db, "SELECT count(*) FROM clients").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM clients").await, 0);
 }
 
 #[tokio::test]
@@ -341,11 +336,13 @@ async fn update_client_onto_another_clients_iss_and_client_id_is_a_conflict() {
     .await;
     assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
     assert_eq!(
-        count(&db, "SELECT count(*) FROM clients WHERE client_id = 'b'").await,
+        db.count("SELECT count(*) FROM clients WHERE client_id = 'b'")
+            .await,
         1
     );
     assert_eq!(
-        count(&db, "SELECT count(*) FROM clients WHERE client_id = 'a'").await,
+        db.count("SELECT count(*) FROM clients WHERE client_id = 'a'")
+            .await,
         1
     );
 }
@@ -380,8 +377,8 @@ async fn delete_client_deletes_its_deployments() {
         .get(0);
     assert_eq!((clients, deployments), (0, 0));
     // The other client and its deployment are untouched.
-    assert_eq!(count(&db, "SELECT count(*) FROM clients").await, 1);
-    assert_eq!(count(&db, "SELECT count(*) FROM deployments").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM clients").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM deployments").await, 1);
     assert_eq!(
         ok(&storage, json!({"op": "getClientById", "clientId": doomed})).await,
         Value::Null
@@ -399,7 +396,7 @@ async fn delete_of_an_unknown_client_succeeds() {
     )
     .await;
     assert_eq!(result, Value::Null);
-    assert_eq!(count(&db, "SELECT count(*) FROM clients").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM clients").await, 1);
 }
 
 // ---- deployments ---------------------------------------------------------------------------
@@ -502,7 +499,7 @@ async fn deployments_add_list_get_update_delete() {
     )
     .await;
     assert_eq!(result, Value::Null);
-    assert_eq!(count(&db, "SELECT count(*) FROM deployments").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM deployments").await, 0);
     assert_eq!(
         ok(
             &storage,
@@ -520,7 +517,7 @@ async fn deployments_add_list_get_update_delete() {
         json!([])
     );
     // The client itself stays.
-    assert_eq!(count(&db, "SELECT count(*) FROM clients").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM clients").await, 1);
 }
 
 #[tokio::test]
@@ -558,7 +555,7 @@ async fn duplicate_deployment_id_for_one_client_is_a_conflict() {
     )
     .await;
     assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
-    assert_eq!(count(&db, "SELECT count(*) FROM deployments").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM deployments").await, 1);
 
     // Renaming another deployment onto it is a Conflict as well.
     let other = add_deployment(&storage, &client, "2:def").await;
@@ -570,11 +567,8 @@ async fn duplicate_deployment_id_for_one_client_is_a_conflict() {
     .await;
     assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
     assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM deployments WHERE deployment_id = '2:def'"
-        )
-        .await,
+        db.count("SELECT count(*) FROM deployments WHERE deployment_id = '2:def'")
+            .await,
         1
     );
 }
@@ -589,11 +583,8 @@ async fn the_same_deployment_id_on_two_clients_is_fine() {
     let db_ = add_deployment(&storage, &b, "1:abc").await;
     assert_ne!(da, db_);
     assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM deployments WHERE deployment_id = '1:abc'"
-        )
-        .await,
+        db.count("SELECT count(*) FROM deployments WHERE deployment_id = '1:abc'")
+            .await,
         2
     );
 }
@@ -609,7 +600,7 @@ async fn add_deployment_to_an_unknown_client_is_not_found() {
     )
     .await;
     assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
-    assert_eq!(count(&db, "SELECT count(*) FROM deployments").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM deployments").await, 0);
 }
 
 #[tokio::test]
@@ -712,11 +703,8 @@ async fn update_of_an_unknown_deployment_is_not_found() {
     .await;
     assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
     assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM deployments WHERE name IS NOT NULL"
-        )
-        .await,
+        db.count("SELECT count(*) FROM deployments WHERE name IS NOT NULL")
+            .await,
         0
     );
 }
@@ -741,7 +729,7 @@ async fn delete_of_an_unknown_deployment_succeeds() {
                "deploymentId": Uuid::new_v4().to_string()}),
     )
     .await;
-    assert_eq!(count(&db, "SELECT count(*) FROM deployments").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM deployments").await, 1);
 }
 
 // ---- launch configs ------------------------------------------------------------------------

@@ -54,10 +54,6 @@ fn port_of(url: &str) -> u16 {
         .expect("port number")
 }
 
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    db.sql().await.query_one(sql, &[]).await.unwrap().get(0)
-}
-
 #[tokio::test]
 async fn a_restarted_database_is_reconnected_by_the_next_call() {
     let cluster = Cluster::create(&[]);
@@ -304,7 +300,7 @@ async fn a_lost_answer_to_add_session_is_retried_without_a_second_row() {
     assert_eq!(storage.add_session(&session(&id)).await.unwrap(), id);
 
     assert_eq!(proxy.accepted(), 2);
-    assert_eq!(count(&db, "SELECT count(*) FROM sessions").await, 2);
+    assert_eq!(db.count("SELECT count(*) FROM sessions").await, 2);
     let stored = db.storage().get_session(&id).await.unwrap().unwrap();
     assert_eq!(Value::Object(session(&id)), stored);
 }
@@ -325,11 +321,8 @@ async fn a_lost_answer_to_a_nonce_write_is_unavailable_and_never_applied_twice()
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable);
     assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM nonces WHERE nonce = 'lost-nonce'"
-        )
-        .await,
+        db.count("SELECT count(*) FROM nonces WHERE nonce = 'lost-nonce'")
+            .await,
         1,
         "stored once"
     );

@@ -55,10 +55,6 @@ fn client_json() -> Value {
     })
 }
 
-async fn count(db: &TestDb, query: &str) -> i64 {
-    db.sql().await.query_one(query, &[]).await.unwrap().get(0)
-}
-
 async fn add_client(storage: &Storage) -> String {
     ok(storage, json!({"op": "addClient", "client": client_json()}))
         .await
@@ -204,13 +200,13 @@ async fn text_over_255_characters_is_invalid_input_and_writes_nothing() {
         let err = invalid(&storage, json!({"op": "addClient", "client": client})).await;
         assert_mentions(&err, &[field]);
     }
-    assert_eq!(count(&db, "SELECT count(*) FROM clients").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM clients").await, 0);
 
     // Multi-byte characters count as characters, as PostgreSQL counts them.
     let mut client = client_json();
     client["name"] = json!("é".repeat(256));
     invalid(&storage, json!({"op": "addClient", "client": client})).await;
-    assert_eq!(count(&db, "SELECT count(*) FROM clients").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM clients").await, 0);
 
     let id = add_client(&storage).await;
     let err = invalid(
@@ -220,7 +216,8 @@ async fn text_over_255_characters_is_invalid_input_and_writes_nothing() {
     .await;
     assert_mentions(&err, &["name"]);
     assert_eq!(
-        count(&db, "SELECT count(*) FROM clients WHERE name = 'Canvas'").await,
+        db.count("SELECT count(*) FROM clients WHERE name = 'Canvas'")
+            .await,
         1,
         "the client is not changed (nor truncated)"
     );
@@ -237,7 +234,7 @@ async fn text_over_255_characters_is_invalid_input_and_writes_nothing() {
                "deployment": {"deploymentId": "1", "name": long}}),
     )
     .await;
-    assert_eq!(count(&db, "SELECT count(*) FROM deployments").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM deployments").await, 0);
 
     let deployment = ok(
         &storage,
@@ -251,7 +248,8 @@ async fn text_over_255_characters_is_invalid_input_and_writes_nothing() {
     )
     .await;
     assert_eq!(
-        count(&db, "SELECT count(*) FROM deployments WHERE name IS NULL").await,
+        db.count("SELECT count(*) FROM deployments WHERE name IS NULL")
+            .await,
         1
     );
 
@@ -260,7 +258,7 @@ async fn text_over_255_characters_is_invalid_input_and_writes_nothing() {
         json!({"op": "storeNonce", "nonce": long, "expiresAt": "2099-01-01T00:00:00Z"}),
     )
     .await;
-    assert_eq!(count(&db, "SELECT count(*) FROM nonces").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM nonces").await, 0);
 }
 
 #[tokio::test]
@@ -282,8 +280,7 @@ async fn text_of_exactly_255_multi_byte_characters_is_accepted() {
     store_nonce_ok(&storage, &max).await;
 
     assert_eq!(
-        count(
-            &db,
+        db.count(
             "SELECT count(*) FROM clients WHERE char_length(name) = 255
              AND char_length(iss) = 255 AND char_length(client_id) = 255
              AND name = repeat('é', 255)"
@@ -292,8 +289,7 @@ async fn text_of_exactly_255_multi_byte_characters_is_accepted() {
         1
     );
     assert_eq!(
-        count(
-            &db,
+        db.count(
             "SELECT count(*) FROM deployments WHERE deployment_id = repeat('é', 255)
              AND name = repeat('é', 255)"
         )
@@ -331,7 +327,7 @@ async fn nul_characters_are_invalid_input() {
         let err = invalid(&storage, json!({"op": "addClient", "client": client})).await;
         assert_mentions(&err, &[field]);
     }
-    assert_eq!(count(&db, "SELECT count(*) FROM clients").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM clients").await, 0);
 
     let id = add_client(&storage).await;
     invalid(
@@ -345,14 +341,14 @@ async fn nul_characters_are_invalid_input() {
                "deployment": {"deploymentId": "1", "description": "\u{0}"}}),
     )
     .await;
-    assert_eq!(count(&db, "SELECT count(*) FROM deployments").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM deployments").await, 0);
 
     invalid(
         &storage,
         json!({"op": "storeNonce", "nonce": "a\u{0}b", "expiresAt": "2099-01-01T00:00:00Z"}),
     )
     .await;
-    assert_eq!(count(&db, "SELECT count(*) FROM nonces").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM nonces").await, 0);
 
     invalid(
         &storage,
@@ -366,7 +362,7 @@ async fn nul_characters_are_invalid_input() {
                "session": {"id": Uuid::new_v4().to_string(), "key\u{0}": 1}}),
     )
     .await;
-    assert_eq!(count(&db, "SELECT count(*) FROM sessions").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM sessions").await, 0);
 
     invalid(
         &storage,
@@ -375,7 +371,7 @@ async fn nul_characters_are_invalid_input() {
     )
     .await;
     assert_eq!(
-        count(&db, "SELECT count(*) FROM registration_sessions").await,
+        db.count("SELECT count(*) FROM registration_sessions").await,
         0
     );
 
@@ -435,15 +431,17 @@ async fn non_uuid_ids_are_invalid_input_for_writes() {
     }
     // Nothing was changed.
     assert_eq!(
-        count(&db, "SELECT count(*) FROM clients WHERE name = 'Canvas'").await,
+        db.count("SELECT count(*) FROM clients WHERE name = 'Canvas'")
+            .await,
         1
     );
     assert_eq!(
-        count(&db, "SELECT count(*) FROM deployments WHERE name IS NULL").await,
+        db.count("SELECT count(*) FROM deployments WHERE name IS NULL")
+            .await,
         1
     );
     assert_eq!(
-        count(&db, "SELECT count(*) FROM registration_sessions").await,
+        db.count("SELECT count(*) FROM registration_sessions").await,
         0
     );
 }
@@ -502,9 +500,9 @@ async fn an_invalid_expires_at_is_invalid_input_naming_it() {
         .await;
         assert_mentions(&err, &["expiresAt"]);
     }
-    assert_eq!(count(&db, "SELECT count(*) FROM nonces").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM nonces").await, 0);
     assert_eq!(
-        count(&db, "SELECT count(*) FROM registration_sessions").await,
+        db.count("SELECT count(*) FROM registration_sessions").await,
         0
     );
 }
@@ -633,8 +631,8 @@ async fn save_launch_config_returns_null_and_stores_nothing() {
     )
     .await;
     assert_eq!(result, Value::Null);
-    assert_eq!(count(&db, "SELECT count(*) FROM clients").await, 0);
-    assert_eq!(count(&db, "SELECT count(*) FROM deployments").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM clients").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM deployments").await, 0);
 }
 
 /// A server embedding the crate runs calls on a multi-thread runtime: their futures must be

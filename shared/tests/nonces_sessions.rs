@@ -12,10 +12,6 @@ use support::{fails, ok, TestDb};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-async fn count(db: &TestDb, query: &str) -> i64 {
-    db.sql().await.query_one(query, &[]).await.unwrap().get(0)
-}
-
 const FUTURE: &str = "2099-01-01T00:00:00.000Z";
 
 async fn store_nonce(storage: &Storage, nonce: &str, expires_at: Value) {
@@ -55,8 +51,7 @@ async fn a_stored_nonce_validates_exactly_once() {
         json!(false)
     );
     assert_eq!(
-        count(
-            &db,
+        db.count(
             "SELECT count(*) FROM nonces WHERE nonce = 'n-0S6_WzA2Mj' AND used_at IS NOT NULL"
         )
         .await,
@@ -75,7 +70,7 @@ async fn storing_an_existing_nonce_is_a_conflict() {
     )
     .await;
     assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
-    assert_eq!(count(&db, "SELECT count(*) FROM nonces").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM nonces").await, 1);
     // The first row is kept as it was.
     assert_eq!(
         nonce_expires_at(&db, "dup-nonce").await,
@@ -103,7 +98,8 @@ async fn an_expired_nonce_does_not_validate() {
     assert_eq!(validate_nonce(&storage, "old").await, json!(false));
     assert_eq!(validate_nonce(&storage, "just-expired").await, json!(false));
     assert_eq!(
-        count(&db, "SELECT count(*) FROM nonces WHERE used_at IS NOT NULL").await,
+        db.count("SELECT count(*) FROM nonces WHERE used_at IS NOT NULL")
+            .await,
         0
     );
 }
@@ -333,7 +329,7 @@ async fn adding_the_identical_session_twice_is_fine_a_different_one_is_a_conflic
     let first = session(&id);
     assert_eq!(add_session(&storage, &first).await, json!(id));
     assert_eq!(add_session(&storage, &first).await, json!(id));
-    assert_eq!(count(&db, "SELECT count(*) FROM sessions").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM sessions").await, 1);
 
     let mut different = first.clone();
     different["user"]["name"] = json!("Charles Babbage");
@@ -347,7 +343,7 @@ async fn adding_the_identical_session_twice_is_fine_a_different_one_is_a_conflic
     // The stored session is unchanged, here and in a fresh container.
     assert_eq!(get_session(&storage, &id).await, first);
     assert_eq!(get_session(&db.storage(), &id).await, first);
-    assert_eq!(count(&db, "SELECT count(*) FROM sessions").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM sessions").await, 1);
 }
 
 #[tokio::test]
@@ -366,7 +362,7 @@ async fn a_session_without_a_uuid_id_is_invalid_input() {
         let err = fails(&storage, json!({"op": "addSession", "session": bad})).await;
         assert_eq!(err.kind, ErrorKind::InvalidInput, "{bad}: {err}");
     }
-    assert_eq!(count(&db, "SELECT count(*) FROM sessions").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM sessions").await, 0);
 }
 
 // ---- session cache -------------------------------------------------------------------------
@@ -509,7 +505,7 @@ async fn registration_sessions_set_get_delete() {
         Value::Null
     );
     assert_eq!(
-        count(&db, "SELECT count(*) FROM registration_sessions").await,
+        db.count("SELECT count(*) FROM registration_sessions").await,
         0
     );
 }
@@ -578,7 +574,7 @@ async fn setting_a_registration_session_twice_replaces_it() {
         second
     );
     assert_eq!(
-        count(&db, "SELECT count(*) FROM registration_sessions").await,
+        db.count("SELECT count(*) FROM registration_sessions").await,
         1
     );
     let left: f64 = db
@@ -609,7 +605,7 @@ async fn a_registration_session_without_expires_at_is_invalid_input() {
     assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
     assert!(err.message.contains("expiresAt"), "{}", err.message);
     assert_eq!(
-        count(&db, "SELECT count(*) FROM registration_sessions").await,
+        db.count("SELECT count(*) FROM registration_sessions").await,
         0
     );
 }
@@ -632,7 +628,7 @@ async fn deleting_an_unknown_registration_session_succeeds() {
     .await;
     assert_eq!(result, Value::Null);
     assert_eq!(
-        count(&db, "SELECT count(*) FROM registration_sessions").await,
+        db.count("SELECT count(*) FROM registration_sessions").await,
         1
     );
 }

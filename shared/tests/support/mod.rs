@@ -123,6 +123,11 @@ impl TestDb {
         terminated
     }
 
+    /// The number a counting query (`SELECT count(*) ...`) returns on this schema.
+    pub async fn count(&self, query: &str) -> i64 {
+        self.sql().await.query_one(query, &[]).await.unwrap().get(0)
+    }
+
     /// A plain connection to this schema, to look at rows the way a user would with psql.
     pub async fn sql(&self) -> tokio_postgres::Client {
         connect(&self.url).await
