@@ -10,25 +10,28 @@ set -euo pipefail
 _et_say() { echo "ensure-tools: $*" >&2; }
 _et_die() { _et_say "$*"; exit 1; }
 
-# Where rustup and `pip install --user` put binaries; a fresh shell may not have them on PATH yet.
-for _et_dir in "$HOME/.cargo/bin" "$HOME/.local/bin"; do
+# Python tools (cargo-lambda, cfn-lint, the SAM CLI) live in a virtual environment of the
+# project's own, so installing them changes nothing else on the machine.
+ET_VENV="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/tools/venv"
+
+# Where rustup puts binaries (a fresh shell may not have it on PATH yet), and the venv's.
+for _et_dir in "$HOME/.cargo/bin" "$ET_VENV/bin"; do
   case ":$PATH:" in *":$_et_dir:"*) ;; *) PATH="$_et_dir:$PATH" ;; esac
 done
 export PATH
 
-# pip install PKG: into the active virtualenv, system-wide as root, otherwise with --user.
+# pip install PKG into the project's venv, creating it first if needed.
 _et_pip_install() {
-  local pip
-  if python3 -m pip --version >/dev/null 2>&1; then pip=(python3 -m pip)
-  elif command -v pip3 >/dev/null; then pip=(pip3)
-  else _et_die "pip is needed to install $1: sudo apt-get install python3-pip (macOS: brew install python)"
+  if [ ! -x "$ET_VENV/bin/python" ]; then
+    command -v python3 >/dev/null ||
+      _et_die "python3 is needed to install $1: sudo apt-get install python3 python3-venv"
+    _et_say "creating the project's Python environment in $ET_VENV"
+    python3 -m venv "$ET_VENV" ||
+      { rm -rf "$ET_VENV"; _et_die "python3 -m venv failed: sudo apt-get install python3-venv, then re-run"; }
   fi
-  _et_say "installing $1 with pip"
-  if [ "$(id -u)" -eq 0 ] || [ -n "${VIRTUAL_ENV:-}" ]; then
-    "${pip[@]}" install --quiet "$1"
-  else
-    "${pip[@]}" install --quiet --user "$1"
-  fi || _et_die "'pip install $1' failed; install it another way (e.g. pipx install $1) and re-run"
+  _et_say "installing $1 into $ET_VENV"
+  "$ET_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$1" ||
+    _et_die "'pip install $1' into $ET_VENV failed; see the message above"
   hash -r # forget cached command lookups so the new binary is found
 }
 

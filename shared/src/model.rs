@@ -3,8 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// A registered platform (LMS). `deployments` is present only where SPEC says so
-/// (`getClientById`).
+/// A registered platform (LMS). `deployments` is present only in what `getClientById` returns
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Client {
@@ -46,7 +45,7 @@ pub struct LaunchConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct NewClient {
     pub name: String,
     pub iss: String,
@@ -58,7 +57,7 @@ pub struct NewClient {
 
 /// The fields of a client to change; absent ones stay as they are.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ClientUpdate {
     pub name: Option<String>,
     pub iss: Option<String>,
@@ -69,7 +68,7 @@ pub struct ClientUpdate {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct NewDeployment {
     pub deployment_id: String,
     pub name: Option<String>,
@@ -79,7 +78,7 @@ pub struct NewDeployment {
 /// The fields of a deployment to change. For `name` and `description`, absent leaves the
 /// value as it is and `null` clears it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct DeploymentUpdate {
     pub deployment_id: Option<String>,
     #[serde(default, deserialize_with = "present")]

@@ -12,52 +12,52 @@ use crate::model::{ClientUpdate, DeploymentUpdate, NewClient, NewDeployment};
 use crate::storage::Storage;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ClientRef {
     pub client_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct DeploymentRef {
     pub client_id: String,
     pub deployment_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct SessionRef {
     pub session_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct NonceRef {
     pub nonce: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct AddClient {
     pub client: NewClient,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct UpdateClient {
     pub client_id: String,
     pub client: ClientUpdate,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct AddDeployment {
     pub client_id: String,
     pub deployment: NewDeployment,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct UpdateDeployment {
     pub client_id: String,
     pub deployment_id: String,
@@ -65,21 +65,21 @@ pub struct UpdateDeployment {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct StoreNonce {
     pub nonce: String,
     pub expires_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct AddSession {
     pub session: Map<String, Value>,
 }
 
 /// The LMS identifiers of a launch.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct LaunchConfigRef {
     pub iss: String,
     pub client_id: String,
@@ -87,19 +87,19 @@ pub struct LaunchConfigRef {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct SaveLaunchConfig {
     pub launch_config: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct SetRegistrationSession {
     pub session_id: String,
     pub session: Map<String, Value>,
 }
 
-/// Every operation of SPEC.md, plus `migrate`.
+/// Every storage operation (the README's table), plus `migrate`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     ListClients,
@@ -229,13 +229,13 @@ impl Request {
     }
 }
 
+/// An op without arguments still takes an object, whose fields are all ignored.
 fn no_args(op: &str, args: Value) -> Result<()> {
     match args {
-        Value::Object(fields) if fields.is_empty() => Ok(()),
-        Value::Object(fields) => Err(Error::invalid_input(format!(
-            "{op}: takes no arguments, got field `{}`",
-            fields.keys().next().map(String::as_str).unwrap_or_default()
-        ))),
+        Value::Object(fields) => {
+            log_ignored(op, fields.keys().map(String::as_str));
+            Ok(())
+        }
         other => Err(Error::invalid_input(format!(
             "{op}: arguments must be an object, got {}",
             json_type(&other)
@@ -243,8 +243,14 @@ fn no_args(op: &str, args: Value) -> Result<()> {
     }
 }
 
+/// Reads an op's arguments. Fields the storage does not keep are ignored, never an error:
+/// TypeScript callers pass whole objects (a client with `deployments`, an `id`), and a newer
+/// `@lti-tool/core` may add fields. Only the fields that are kept get checked.
 fn parse<T: DeserializeOwned>(op: &str, args: Value) -> Result<T> {
-    serde_path_to_error::deserialize(args).map_err(|err| {
+    let mut ignored = Vec::new();
+    let mut note_ignored = |path: serde_ignored::Path| ignored.push(path.to_string());
+    let arguments = serde_ignored::Deserializer::new(args, &mut note_ignored);
+    let parsed = serde_path_to_error::deserialize(arguments).map_err(|err| {
         let path = err.path().to_string();
         let problem = without_quoted_values(&err.into_inner().to_string());
         if path == "." {
@@ -252,8 +258,29 @@ fn parse<T: DeserializeOwned>(op: &str, args: Value) -> Result<T> {
         } else {
             Error::invalid_input(format!("{op}: field `{path}`: {problem}"))
         }
-    })
+    })?;
+    log_ignored(op, ignored.iter().map(String::as_str));
+    Ok(parsed)
 }
+
+/// Logs the names (never the values) of ignored fields at debug: a caller sending a field it
+/// expects to be stored can find out why it is not.
+fn log_ignored<'a>(op: &str, names: impl Iterator<Item = &'a str>) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    // A name is the caller's text: bounded in count and length, escaped by `?`.
+    let names: Vec<String> = names
+        .take(MAX_IGNORED_LOGGED)
+        .map(|name| name.chars().take(MAX_IGNORED_NAME_LOGGED).collect())
+        .collect();
+    if !names.is_empty() {
+        tracing::debug!(op, ignored = ?names, "fields the storage does not keep were ignored");
+    }
+}
+
+const MAX_IGNORED_LOGGED: usize = 16;
+const MAX_IGNORED_NAME_LOGGED: usize = 64;
 
 /// serde quotes the offending value (`invalid type: string "…"`); a value can be a secret
 /// (a nonce, session contents), so the message keeps only its type.

@@ -1,5 +1,5 @@
-//! Clients, deployments and launch configs (SPEC "Storage operations"), and the launch-config
-//! cache (SPEC "Caching"), through the same JSON calls an LTI Lambda makes.
+//! Clients, deployments and launch configs (the README's operations table), and the launch-config
+//! cache (the README's Design section), through the same JSON calls an LTI Lambda makes.
 
 mod support;
 

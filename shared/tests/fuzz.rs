@@ -343,7 +343,7 @@ fn is_uuid(value: &Value) -> bool {
     value.as_str().is_some_and(|s| Uuid::parse_str(s).is_ok())
 }
 
-/// The result of `op` has the shape SPEC documents.
+/// The result of `op` has the shape the README documents.
 fn check_shape(op: &str, value: &Value) -> Result<(), TestCaseError> {
     let ok = match op {
         "listClients" => value.as_array().is_some_and(|clients| {

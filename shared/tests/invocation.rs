@@ -1,4 +1,4 @@
-//! The direct-invocation contract (SPEC "Invocation contract"): payload parsing, input checks
+//! The direct-invocation contract (the README's Direct invocation and Errors sections): payload parsing, input checks
 //! and error kinds and messages, through `Request::from_payload` + `Storage::handle`.
 
 mod support;
@@ -166,25 +166,105 @@ fn a_mistyped_field_is_invalid_input_naming_the_op_and_the_field() {
     assert_mentions(&err, &["updateDeployment", "description"]);
 }
 
-#[test]
-fn an_unknown_extra_field_is_rejected_naming_it() {
-    let err = refused(
-        json!({"op": "getClientById", "clientId": Uuid::new_v4().to_string(),
-                             "includeDeleted": true}),
-    );
-    assert_mentions(&err, &["getClientById", "includeDeleted"]);
-    let err = refused(json!({"op": "listClients", "limit": 10}));
-    assert_mentions(&err, &["listClients", "limit"]);
+/// What TypeScript callers pass by habit: whole objects with `id`, `deployments`, a
+/// deployment's `clientId`, and fields a newer `@lti-tool/core` may add.
+#[tokio::test]
+async fn fields_the_storage_does_not_keep_are_ignored_and_not_stored() {
+    let db = TestDb::migrated().await;
+    let storage = db.storage();
 
+    let mut whole_client = client_json();
+    whole_client["id"] = json!("not-the-id-it-gets");
+    whole_client["deployments"] = json!([{"id": "x", "deploymentId": "ignored"}]);
+    whole_client["addedInAFutureVersion"] = json!({"nested": [1, 2]});
+    let id = ok(
+        &storage,
+        json!({"op": "addClient", "client": whole_client, "requestId": "abc"}),
+    )
+    .await;
+    let id = id
+        .as_str()
+        .expect("addClient returns the new id")
+        .to_owned();
+    Uuid::parse_str(&id).expect("the id is the storage's own UUID");
+
+    let deployment_id = ok(
+        &storage,
+        json!({"op": "addDeployment", "clientId": id, "traceId": 7,
+               "deployment": {"deploymentId": "default", "name": "Default", "id": "x",
+                              "clientId": "not-a-uuid", "colour": "red"}}),
+    )
+    .await;
+    let deployment_id = deployment_id
+        .as_str()
+        .expect("addDeployment returns the id");
+
+    // Updates with the whole object read back, as an admin UI would send them.
+    let mut read_back = ok(&storage, json!({"op": "getClientById", "clientId": id})).await;
+    read_back["name"] = json!("Canvas (renamed)");
+    ok(
+        &storage,
+        json!({"op": "updateClient", "clientId": id, "client": read_back}),
+    )
+    .await;
+    ok(
+        &storage,
+        json!({"op": "updateDeployment", "clientId": id, "deploymentId": deployment_id,
+               "deployment": {"id": deployment_id, "clientId": id, "description": "main",
+                              "addedInAFutureVersion": true}}),
+    )
+    .await;
+
+    let mut expected = client_json();
+    expected["id"] = json!(id);
+    expected["name"] = json!("Canvas (renamed)");
+    expected["deployments"] = json!([{"id": deployment_id, "deploymentId": "default",
+        "name": "Default", "description": "main", "clientId": id}]);
+    assert_eq!(
+        ok(
+            &storage,
+            json!({"op": "getClientById", "clientId": id, "includeDeleted": true})
+        )
+        .await,
+        expected,
+        "exactly the kept fields, nothing the caller added"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM clients").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM deployments").await, 1);
+
+    // Extra fields at the top level of ops with and without arguments.
+    ok(&storage, json!({"op": "listClients", "limit": 10})).await;
+    let config = ok(
+        &storage,
+        json!({"op": "getLaunchConfig", "iss": ISS, "clientId": "10000000000001",
+               "deploymentId": "1:abc", "cache": false}),
+    )
+    .await;
+    assert_eq!(
+        config["jwksUrl"],
+        client_json()["jwksUrl"],
+        "resolved through `default`"
+    );
+}
+
+/// Ignoring a field never relaxes the checks on the fields that are kept.
+#[test]
+fn kept_fields_are_still_checked_inside_whole_objects() {
     let mut client = client_json();
-    client["secret"] = json!("x");
+    client["deployments"] = json!([]);
+    client["jwksUrl"] = json!(42);
     let err = refused(json!({"op": "addClient", "client": client}));
-    assert_mentions(&err, &["addClient", "secret"]);
+    assert_mentions(&err, &["addClient", "jwksUrl", "string"]);
+
     let err = refused(
         json!({"op": "addDeployment", "clientId": Uuid::new_v4().to_string(),
-                             "deployment": {"deploymentId": "1", "region": "eu"}}),
+                             "deployment": {"id": "x", "name": "no deploymentId"}}),
     );
-    assert_mentions(&err, &["addDeployment", "region"]);
+    assert_mentions(&err, &["addDeployment", "deploymentId"]);
+
+    let err = Request::from_args("listClients", json!("x")).expect_err("not an object");
+    assert_eq!(err.kind, ErrorKind::InvalidInput);
+    assert_mentions(&err, &["listClients", "object"]);
 }
 
 // ---- text limits and NUL -------------------------------------------------------------------
@@ -533,7 +613,7 @@ async fn error_messages_never_contain_nonces() {
                "expiresAt": "2099-01-01T00:00:00Z"}),
         json!({"op": "storeNonce", "nonce": nonce}),
         json!({"op": "storeNonce", "nonce": nonce, "expiresAt": 1, "extra": nonce}),
-        json!({"op": "validateNonce", "nonce": nonce, "other": 1}),
+        json!({"op": "validateNonce", "nonce": [nonce]}),
     ] {
         let shown = payload.to_string();
         let err = call(&storage, payload).await.unwrap_err();
@@ -568,7 +648,7 @@ async fn error_messages_never_contain_session_contents() {
                "session": {"expiresAt": "SECRET-expiry", "token": "SECRET-token"}}),
         json!({"op": "setRegistrationSession", "sessionId": Uuid::new_v4().to_string(),
                "session": "SECRET-registration"}),
-        json!({"op": "getSession", "sessionId": "SECRET-lookup", "x": 1}),
+        json!({"op": "getSession", "sessionId": {"SECRET-lookup": 1}}),
     ] {
         let shown = payload.to_string();
         let err = call(&storage, payload).await.unwrap_err();

@@ -1,5 +1,5 @@
-//! Nonces (single use, atomic), sessions and registration sessions (SPEC "Storage
-//! operations"), and the session cache (SPEC "Caching").
+//! Nonces (single use, atomic), sessions and registration sessions (the README's
+//! operations table), and the session cache (its Design section).
 
 mod support;
 

@@ -413,7 +413,7 @@ async fn nonces_and_session_contents_never_appear_in_error_messages() {
         json!({"op": "storeNonce", "nonce": NONCE, "expiresAt": NONCE}),
         json!({"op": "storeNonce", "nonce": long_nonce, "expiresAt": "2099-01-01T00:00:00Z"}),
         json!({"op": "storeNonce", "nonce": format!("{NONCE}\u{0}"), "expiresAt": 4102444800000u64}),
-        json!({"op": "validateNonce", "nonce": NONCE, "expiresAt": NONCE}),
+        json!({"op": "validateNonce", "nonce": [NONCE]}),
         json!({"op": "addSession", "session": {"id": SESSION_SECRET}}),
         json!({"op": "addSession", "session": {"id": id, "secret": format!("{SESSION_SECRET}\u{0}")}}),
         json!({"op": "addSession", "session": SESSION_SECRET}),
@@ -438,4 +438,31 @@ async fn nonces_and_session_contents_never_appear_in_error_messages() {
 
     logs.assert_without(NONCE);
     logs.assert_without(SESSION_SECRET);
+}
+
+#[tokio::test]
+async fn ignored_fields_are_logged_by_name_never_by_value() {
+    let (logs, _guard) = Logs::capture();
+    let db = TestDb::migrated().await;
+    let storage = db.storage();
+    let client = json!({"name": "Canvas", "iss": "https://canvas.instructure.com",
+        "clientId": "1", "authUrl": "https://a", "tokenUrl": "https://t", "jwksUrl": "https://j",
+        "platformSecret": SESSION_SECRET});
+    invoke(
+        &storage,
+        json!({"op": "addClient", "client": client, "callerNonce": NONCE}),
+    )
+    .await
+    .expect("fields the storage does not keep are ignored");
+
+    let text = logs.assert_without(SESSION_SECRET);
+    logs.assert_without(NONCE);
+    let line = text
+        .lines()
+        .find(|line| line.contains("were ignored"))
+        .expect("a debug line names the ignored fields");
+    assert!(
+        line.contains("client.platformSecret") && line.contains("callerNonce"),
+        "{line}"
+    );
 }
