@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use postgres_types::Type;
 
-use crate::db::Retry;
+use crate::db::{column, Retry};
 use crate::error::Result;
 use crate::model::CleanupCounts;
 use crate::storage::Storage;
@@ -40,7 +40,7 @@ pub async fn cleanup(storage: &Storage, deadline: Instant) -> Result<CleanupOutc
                              LIMIT $1 FOR UPDATE SKIP LOCKED),
                   gone AS (DELETE FROM {table} t USING doomed WHERE t.{key} = doomed.{key}
                            RETURNING 1)
-             SELECT count(*) FROM gone"
+             SELECT count(*) AS deleted FROM gone"
         );
         loop {
             if Instant::now() + slowest * 2 + SAFETY_MARGIN >= deadline {
@@ -56,7 +56,7 @@ pub async fn cleanup(storage: &Storage, deadline: Instant) -> Result<CleanupOutc
                 })
                 .await?;
             slowest = slowest.max(started.elapsed());
-            let count: i64 = row.get(0);
+            let count: i64 = column(&row, "deleted", "cleanup count")?;
             deleted[index] += count as u64;
             if count < batch_size {
                 break;

@@ -10,7 +10,7 @@ use tokio::sync::Mutex;
 use tokio::time::timeout;
 use tokio_postgres::error::SqlState;
 
-use postgres_types::{ToSql, Type};
+use postgres_types::{FromSql, ToSql, Type};
 use tokio_postgres::{Client, NoTls, Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -64,21 +64,22 @@ impl Database {
     /// Runs `query` on the connection within the query time limit. A connection found dead
     /// is replaced; the call is repeated once on the new one when `retry` allows it.
     /// `what` names the subject of the call in error messages.
-    pub async fn run<T, Q>(
+    pub async fn run<T, E, Q>(
         &self,
         retry: Retry,
         what: &str,
         query: impl Fn(Arc<Connection>) -> Q,
     ) -> Result<T, Error>
     where
-        Q: Future<Output = Result<T, tokio_postgres::Error>>,
+        Q: Future<Output = Result<T, E>>,
+        E: Into<QueryError>,
     {
         self.run_with_time_limit(self.query_timeout, retry, what, query)
             .await
     }
 
     /// `run` with a time limit of its own, for work longer than one query (migrations).
-    pub async fn run_with_time_limit<T, Q>(
+    pub async fn run_with_time_limit<T, E, Q>(
         &self,
         limit: Duration,
         retry: Retry,
@@ -86,7 +87,8 @@ impl Database {
         query: impl Fn(Arc<Connection>) -> Q,
     ) -> Result<T, Error>
     where
-        Q: Future<Output = Result<T, tokio_postgres::Error>>,
+        Q: Future<Output = Result<T, E>>,
+        E: Into<QueryError>,
     {
         let mut attempts = match retry {
             Retry::Safe => 2,
@@ -96,8 +98,15 @@ impl Database {
             let client = self.client().await?;
             let failure = match timeout(limit, query(client.clone())).await {
                 Ok(Ok(value)) => return Ok(value),
-                Ok(Err(err)) if !is_connection_error(&err) => return Err(from_db(err, what)),
-                Ok(Err(err)) => from_db(err, what),
+                Ok(Err(err)) => match err.into() {
+                    QueryError::Db(err) if is_connection_error(&err) => from_db(err, what),
+                    QueryError::Db(err) => return Err(from_db(err, what)),
+                    QueryError::RowCount(found) => {
+                        return Err(Error::internal(format!(
+                            "the database returned {found} rows for {what} where one was expected"
+                        )))
+                    }
+                },
                 Err(_) => Error::unavailable(format!(
                     "the database did not answer within {} ms",
                     limit.as_millis()
@@ -201,6 +210,31 @@ impl Database {
     }
 }
 
+/// What a call on the connection can fail with: the database's error, or a number of rows
+/// the statement should never return (the database changed under the storage).
+#[derive(Debug)]
+pub enum QueryError {
+    Db(tokio_postgres::Error),
+    RowCount(usize),
+}
+
+impl From<tokio_postgres::Error> for QueryError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        QueryError::Db(err)
+    }
+}
+
+/// Reads column `name` of a row. Rows can be written by other software (a NULL, a timestamp
+/// beyond what the storage reads): an Internal error of this call, never a panic.
+pub fn column<'a, T: FromSql<'a>>(row: &'a Row, name: &str, what: &str) -> Result<T, Error> {
+    row.try_get(name).map_err(|err| {
+        tracing::error!(column = name, error = %err, "a stored value could not be read");
+        Error::internal(format!(
+            "a stored {what} could not be read (column {name}); was it written by other software?"
+        ))
+    })
+}
+
 /// One open connection, and the statements prepared on it so far.
 pub struct Connection {
     client: Client,
@@ -236,33 +270,33 @@ impl Connection {
             // statement. Prepare it again; nothing ran, so running it again is safe.
             Err(err) if err.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) => {
                 self.forget(sql);
-                let statement = self
-                    .prepared(sql, params)
-                    .await?
-                    .expect("prepared statements are on");
-                self.client.query(&statement, &values).await
+                match self.prepared(sql, params).await? {
+                    Some(statement) => self.client.query(&statement, &values).await,
+                    None => Err(err),
+                }
             }
             result => result,
         }
     }
 
-    /// `query` for at most one row.
+    /// `query` for at most one row; more is an error, as in tokio-postgres.
     pub async fn query_opt(
         &self,
         sql: &str,
         params: &Params<'_>,
-    ) -> Result<Option<Row>, tokio_postgres::Error> {
-        Ok(self.query(sql, params).await?.into_iter().next())
+    ) -> Result<Option<Row>, QueryError> {
+        let mut rows = self.query(sql, params).await?;
+        match rows.len() {
+            0 | 1 => Ok(rows.pop()),
+            found => Err(QueryError::RowCount(found)),
+        }
     }
 
-    /// `query` for exactly one row.
-    pub async fn query_one(
-        &self,
-        sql: &str,
-        params: &Params<'_>,
-    ) -> Result<Row, tokio_postgres::Error> {
-        let row = self.query_opt(sql, params).await?;
-        Ok(row.expect("the statement returns one row"))
+    /// `query` for exactly one row; none or more is an error, as in tokio-postgres.
+    pub async fn query_one(&self, sql: &str, params: &Params<'_>) -> Result<Row, QueryError> {
+        self.query_opt(sql, params)
+            .await?
+            .ok_or(QueryError::RowCount(0))
     }
 
     async fn prepared(
@@ -273,27 +307,31 @@ impl Connection {
         let Some(cache) = &self.prepared else {
             return Ok(None);
         };
-        if let Some(statement) = cache.lock().expect("statement cache lock").get(sql) {
+        if let Some(statement) = lock(cache).get(sql) {
             return Ok(Some(statement.clone()));
         }
         let types: Vec<Type> = params.iter().map(|(_, kind)| kind.clone()).collect();
         let statement = self.client.prepare_typed(sql, &types).await?;
-        cache
-            .lock()
-            .expect("statement cache lock")
-            .insert(sql.to_owned(), statement.clone());
+        lock(cache).insert(sql.to_owned(), statement.clone());
         Ok(Some(statement))
     }
 
     fn forget(&self, sql: &str) {
         if let Some(cache) = &self.prepared {
-            cache.lock().expect("statement cache lock").remove(sql);
+            lock(cache).remove(sql);
         }
     }
 
     fn is_closed(&self) -> bool {
         self.client.is_closed()
     }
+}
+
+/// Locks a mutex held only for map updates: one that was poisoned still holds a usable map.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Runs the connection's I/O until it ends; the client sees it closed afterwards.

@@ -16,7 +16,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::Storage;
-use crate::db::Retry;
+use crate::db::{column, lock, Retry};
 use crate::error::{Error, Result};
 use crate::input;
 use crate::model::{
@@ -40,27 +40,27 @@ pub(super) struct ChangeWatch {
     checked_at: Option<Instant>,
 }
 
-fn client_from_row(row: &Row) -> Client {
-    Client {
-        id: row.get("id"),
-        name: row.get("name"),
-        iss: row.get("iss"),
-        client_id: row.get("client_id"),
-        auth_url: row.get("auth_url"),
-        token_url: row.get("token_url"),
-        jwks_url: row.get("jwks_url"),
+fn client_from_row(row: &Row) -> Result<Client> {
+    Ok(Client {
+        id: column(row, "id", "client")?,
+        name: column(row, "name", "client")?,
+        iss: column(row, "iss", "client")?,
+        client_id: column(row, "client_id", "client")?,
+        auth_url: column(row, "auth_url", "client")?,
+        token_url: column(row, "token_url", "client")?,
+        jwks_url: column(row, "jwks_url", "client")?,
         deployments: None,
-    }
+    })
 }
 
-fn deployment_from_row(row: &Row) -> Deployment {
-    Deployment {
-        id: row.get("id"),
-        deployment_id: row.get("deployment_id"),
-        name: row.get("name"),
-        description: row.get("description"),
-        client_id: row.get("client_id"),
-    }
+fn deployment_from_row(row: &Row) -> Result<Deployment> {
+    Ok(Deployment {
+        id: column(row, "id", "deployment")?,
+        deployment_id: column(row, "deployment_id", "deployment")?,
+        name: column(row, "name", "deployment")?,
+        description: column(row, "description", "deployment")?,
+        client_id: column(row, "client_id", "deployment")?,
+    })
 }
 
 fn check_new_client(client: &NewClient) -> Result<()> {
@@ -84,32 +84,53 @@ fn check_optional(field: &str, value: Option<&str>, short: bool) -> Result<()> {
 impl Storage {
     /// Whether the change counter was last read longer ago than the interval.
     fn change_check_due(&self) -> bool {
-        let watch = self.changes.lock().expect("change watch lock");
+        let watch = lock(&self.changes);
         watch
             .checked_at
             .is_none_or(|at| at.elapsed() >= self.change_check_interval)
     }
 
     /// Records a reading of the change counter; drops every cached launch config if it moved.
-    fn saw_change_version(&self, version: i64) {
-        let mut watch = self.changes.lock().expect("change watch lock");
-        if watch.version.is_some_and(|seen| seen != version) {
+    /// A missing counter row (deleted by an operator, a data-only restore; the trigger puts
+    /// it back at the next write) means changes cannot be seen: nothing is cached meanwhile.
+    fn saw_change_version(&self, version: Option<i64>) {
+        let mut watch = lock(&self.changes);
+        if version.is_none() || watch.version.is_some_and(|seen| Some(seen) != version) {
             self.launch_configs.clear();
         }
-        watch.version = Some(version);
+        watch.version = version;
         watch.checked_at = Some(Instant::now());
+    }
+
+    fn changes_visible(&self) -> bool {
+        lock(&self.changes).version.is_some()
     }
 
     async fn check_changes(&self) -> Result<()> {
         let row = self
             .db
             .run(Retry::Safe, "launch config", |db| async move {
-                db.query_one("SELECT version FROM lti_storage_changes", &[])
-                    .await
+                db.query_one(
+                    "SELECT (SELECT version FROM lti_storage_changes) AS version",
+                    &[],
+                )
+                .await
             })
             .await?;
-        self.saw_change_version(row.get("version"));
+        self.saw_change_version(column(&row, "version", "change counter")?);
         Ok(())
+    }
+
+    /// Forgets the launch configs of the (iss, clientId) in `row`'s columns `iss` and
+    /// `client_id`; all of them when the row cannot be read (the write itself happened).
+    fn forget_launch_configs_in(&self, row: &Row, iss: &str, client_id: &str) {
+        match (
+            column::<&str>(row, iss, "client"),
+            column::<&str>(row, client_id, "client"),
+        ) {
+            (Ok(iss), Ok(client_id)) => self.forget_launch_configs(iss, client_id),
+            _ => self.launch_configs.clear(),
+        }
     }
 
     fn forget_launch_configs(&self, iss: &str, client_id: &str) {
@@ -129,7 +150,7 @@ impl Storage {
                 .await
             })
             .await?;
-        Ok(rows.iter().map(client_from_row).collect())
+        rows.iter().map(client_from_row).collect()
     }
 
     /// The client with its deployments; `None` when unknown or `client_id` is not a UUID.
@@ -156,12 +177,12 @@ impl Storage {
             })
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let deployments: serde_json::Value = row.get("deployments");
+        let deployments: serde_json::Value = column(&row, "deployments", "client")?;
         let deployments = serde_json::from_value(deployments)
             .map_err(|_| Error::internal("the database returned malformed deployments"))?;
         Ok(Some(Client {
             deployments: Some(deployments),
-            ..client_from_row(&row)
+            ..client_from_row(&row)?
         }))
     }
 
@@ -232,8 +253,8 @@ impl Storage {
             })
             .await?;
         let row = row.ok_or_else(|| Error::not_found("no client with this clientId"))?;
-        self.forget_launch_configs(row.get("old_iss"), row.get("old_client_id"));
-        self.forget_launch_configs(row.get("iss"), row.get("client_id"));
+        self.forget_launch_configs_in(&row, "old_iss", "old_client_id");
+        self.forget_launch_configs_in(&row, "iss", "client_id");
         Ok(())
     }
 
@@ -253,7 +274,7 @@ impl Storage {
             })
             .await?;
         if let Some(row) = row {
-            self.forget_launch_configs(row.get("iss"), row.get("client_id"));
+            self.forget_launch_configs_in(&row, "iss", "client_id");
         }
         Ok(())
     }
@@ -271,7 +292,7 @@ impl Storage {
                 .await
             })
             .await?;
-        Ok(rows.iter().map(deployment_from_row).collect())
+        rows.iter().map(deployment_from_row).collect()
     }
 
     /// `None` when unknown, not of this client, or either id is not a UUID.
@@ -297,7 +318,7 @@ impl Storage {
                 .await
             })
             .await?;
-        Ok(row.as_ref().map(deployment_from_row))
+        row.as_ref().map(deployment_from_row).transpose()
     }
 
     /// Adds a deployment to a client; returns its new internal id.
@@ -338,7 +359,7 @@ impl Storage {
             })
             .await?;
         let owner = owner.ok_or_else(|| Error::not_found("no client with this clientId"))?;
-        self.forget_launch_configs(owner.get("iss"), owner.get("client_id"));
+        self.forget_launch_configs_in(&owner, "iss", "client_id");
         Ok(id)
     }
 
@@ -387,7 +408,7 @@ impl Storage {
         let owner = row.ok_or_else(|| {
             Error::not_found("this client has no deployment with this deploymentId")
         })?;
-        self.forget_launch_configs(owner.get("iss"), owner.get("client_id"));
+        self.forget_launch_configs_in(&owner, "iss", "client_id");
         Ok(())
     }
 
@@ -408,7 +429,7 @@ impl Storage {
             })
             .await?;
         if let Some(owner) = owner {
-            self.forget_launch_configs(owner.get("iss"), owner.get("client_id"));
+            self.forget_launch_configs_in(&owner, "iss", "client_id");
         }
         Ok(())
     }
@@ -443,12 +464,13 @@ impl Storage {
         let row = self
             .db
             .run(Retry::Safe, "launch config", |db| async move {
-                // Always one row: the change counter, with the launch config when found
-                // (read in the same snapshot, so the two agree). The exact deployment comes
-                // first; the `default` branch runs only when it found nothing (no sort).
+                // Always one row: the change counter (NULL if its row is missing), with the
+                // launch config when found (read in the same snapshot, so the two agree).
+                // The exact deployment comes first; the `default` branch runs only when it
+                // found nothing (no sort).
                 db.query_one(
-                    "SELECT changes.version, found.*
-                     FROM lti_storage_changes changes
+                    "SELECT (SELECT version FROM lti_storage_changes) AS version, found.*
+                     FROM (VALUES (1)) AS one
                      LEFT JOIN LATERAL (
                          (SELECT c.iss, c.client_id, d.deployment_id,
                                  c.auth_url, c.token_url, c.jwks_url
@@ -470,16 +492,21 @@ impl Storage {
                 .await
             })
             .await?;
-        self.saw_change_version(row.get("version"));
-        let config = row.get::<_, Option<String>>("iss").map(|iss| LaunchConfig {
-            iss,
-            client_id: row.get("client_id"),
-            deployment_id: row.get("deployment_id"),
-            auth_url: row.get("auth_url"),
-            token_url: row.get("token_url"),
-            jwks_url: row.get("jwks_url"),
-        });
-        self.launch_configs.insert(key, config.clone(), None);
+        self.saw_change_version(column(&row, "version", "change counter")?);
+        let config = match column::<Option<String>>(&row, "iss", "launch config")? {
+            None => None,
+            Some(iss) => Some(LaunchConfig {
+                iss,
+                client_id: column(&row, "client_id", "launch config")?,
+                deployment_id: column(&row, "deployment_id", "launch config")?,
+                auth_url: column(&row, "auth_url", "launch config")?,
+                token_url: column(&row, "token_url", "launch config")?,
+                jwks_url: column(&row, "jwks_url", "launch config")?,
+            }),
+        };
+        if self.changes_visible() {
+            self.launch_configs.insert(key, config.clone(), None);
+        }
         Ok(config)
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use postgres_types::Type;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::Storage;
@@ -16,10 +17,13 @@ use crate::db::Retry;
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::{self, Timestamp};
 
-/// The instant on this machine's monotonic clock that corresponds to `at`.
-fn instant_of(at: OffsetDateTime) -> Instant {
+/// Until when the session in `row` may be cached: the instant on this machine's monotonic
+/// clock that corresponds to its `expires_at`. Other software may store an expiry the storage
+/// cannot represent (`'infinity'`, past year 9999): then the session-cache TTL alone bounds it.
+fn cache_until(row: &Row) -> Option<Instant> {
+    let at: OffsetDateTime = row.try_get("expires_at").ok()?;
     let remaining = at - OffsetDateTime::now_utc();
-    Instant::now() + Duration::try_from(remaining).unwrap_or(Duration::ZERO)
+    Some(Instant::now() + Duration::try_from(remaining).unwrap_or(Duration::ZERO))
 }
 
 /// `{id, ...data}`, the session as the caller stored it.
@@ -32,7 +36,7 @@ fn with_id(id: Uuid, data: Map<String, Value>) -> Value {
 
 /// The `data` column. jsonb can hold numbers beyond a double (written by other software,
 /// e.g. `1e400`), which serde_json cannot represent: an error of the call, never a panic.
-fn stored_json(row: &tokio_postgres::Row, what: &str) -> Result<Value> {
+fn stored_json(row: &Row, what: &str) -> Result<Value> {
     row.try_get("data").map_err(|_| {
         Error::internal(format!(
             "the stored {what} is not JSON this storage can read (a number beyond the range of a double?)"
@@ -89,9 +93,8 @@ impl Storage {
         let Value::Object(data) = data else {
             unreachable!("built as an object above")
         };
-        let expires_at: OffsetDateTime = row.get("expires_at");
         self.sessions
-            .insert(id, Some(with_id(id, data)), Some(instant_of(expires_at)));
+            .insert(id, Some(with_id(id, data)), cache_until(&row));
         Ok(id.to_string())
     }
 
@@ -122,9 +125,8 @@ impl Storage {
             Value::Object(data) => with_id(id, data),
             other => other,
         };
-        let expires_at: OffsetDateTime = row.get("expires_at");
         self.sessions
-            .insert(id, Some(session.clone()), Some(instant_of(expires_at)));
+            .insert(id, Some(session.clone()), cache_until(&row));
         Ok(Some(session))
     }
 
