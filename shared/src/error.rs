@@ -20,6 +20,15 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in the order of the README's errors table.
+    pub const ALL: [ErrorKind; 5] = [
+        ErrorKind::InvalidInput,
+        ErrorKind::NotFound,
+        ErrorKind::Conflict,
+        ErrorKind::Unavailable,
+        ErrorKind::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::InvalidInput => "InvalidInput",
@@ -74,6 +83,16 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A failed invocation's answer: `errorType` is the kind, `errorMessage` the message.
+impl From<Error> for lambda_runtime::Diagnostic {
+    fn from(err: Error) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: err.kind.as_str().to_owned(),
+            error_message: err.message,
+        }
+    }
+}
 
 /// Whether a database error means the connection is unusable (so the next call must open a
 /// new one, and a call that is safe to repeat may be retried on it).
@@ -152,14 +171,13 @@ pub(crate) fn from_db(err: tokio_postgres::Error, what: &str) -> Error {
             "the database schema is missing or outdated: apply the migrations (op \"migrate\")",
         );
     }
-    // The server's message can quote values of the call: only at debug level.
+    // The server's message can quote values of the call: never logged.
     tracing::error!(
         sqlstate = code.code(),
         table = db.table(),
         constraint = db.constraint(),
         "database error"
     );
-    tracing::debug!(error = %db.message(), "database error message");
     Error::internal(format!(
         "the database failed on {what} (SQLSTATE {})",
         code.code()

@@ -40,10 +40,7 @@ async fn run(storage: &Storage, deadline_ms: u64) -> Result<CleanupCounts, Diagn
         }
         Err(err) => {
             tracing::error!(op = "cleanup", outcome = err.kind.as_str(), error = %err.message, duration_ms = duration_ms());
-            Err(Diagnostic {
-                error_type: err.kind.as_str().to_owned(),
-                error_message: err.message,
-            })
+            Err(err.into())
         }
     }
 }

@@ -55,10 +55,7 @@ async fn handle(storage: &Storage, payload: Value) -> Result<Value, Diagnostic> 
         }
         Err(err) => {
             tracing::info!(op, outcome = err.kind.as_str(), error = %err.message, duration_us);
-            Err(Diagnostic {
-                error_type: err.kind.as_str().to_owned(),
-                error_message: err.message,
-            })
+            Err(err.into())
         }
     }
 }
