@@ -13,8 +13,11 @@ export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" SAM_CLI_TELEMETRY=0
 cfn-lint template.yaml
 sam validate --lint
 
-build_dir=$(mktemp -d "${TMPDIR:-/tmp}/sam-build.XXXXXX")
-trap 'rm -rf "$build_dir"' EXIT
+# sam build writes its build.toml beside the build directory: both go in one temporary
+# directory, removed on exit.
+work_dir=$(mktemp -d "${TMPDIR:-/tmp}/sam-build.XXXXXX")
+trap 'rm -rf "$work_dir"' EXIT
+build_dir="$work_dir/build"
 sam build --build-dir "$build_dir"
 for function in StorageFunction CleanupFunction; do
   binary="$build_dir/$function/bootstrap"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# README's first command: serve both functions locally with `cargo lambda watch` on its default
-# port 9000, against $DATABASE_URL if set, else a throwaway PostgreSQL removed on Ctrl-C.
-# Extra arguments go to `cargo lambda watch`.
+# README's first command: serve both functions locally with `cargo lambda watch` on
+# 127.0.0.1:9000, against $DATABASE_URL if set, else a throwaway PostgreSQL removed on Ctrl-C.
+# Extra arguments go to `cargo lambda watch` (e.g. --invoke-address 0.0.0.0 to listen on every
+# interface: only on a network you trust, the throwaway database trusts every local user).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,9 @@ ensure_tools
 exec scripts/with-postgres.sh bash -c '
   set -euo pipefail
   cargo run -q -p storage -- migrate
-  echo "run-local: functions on http://127.0.0.1:9000; try: cargo lambda invoke storage --data-file events/add-client.json"
-  exec cargo lambda watch "$@"
+  echo "run-local: functions on http://127.0.0.1:9000 (function URL routes under /lambda-url/storage/); try: cargo lambda invoke storage --data-file events/add-client.json"
+  case " $* " in
+    *" -A "* | *" --invoke-address"*) exec cargo lambda watch "$@" ;;
+    *) exec cargo lambda watch --invoke-address 127.0.0.1 "$@" ;;
+  esac
 ' run-local "$@"

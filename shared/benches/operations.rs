@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::{connect, epoch_ms_in, host_and_port, session_data, with_param};
 use hdrhistogram::Histogram;
 use lti_storage::db::Retry;
-use lti_storage::request::OPS;
+use lti_storage::request::{NoArgs, OPS};
 use lti_storage::{Config, Request, Storage};
 use postgres_types::Type;
 use serde_json::{json, Value};
@@ -66,7 +66,7 @@ async fn run(url: &str, proxy: &Proxy) {
 
     let storage = storage_at(&redirect(&in_schema, proxy.port));
     storage
-        .handle(Request::Migrate)
+        .handle(Request::Migrate(NoArgs {}))
         .await
         .expect("migrations apply");
     let direct = storage_at(&in_schema);

@@ -1,39 +1,17 @@
-//! The storage operations as HTTP resources (the function URL). Routing only: each route
-//! becomes the same `Request` a direct invocation makes, and replies are shaped from the same
-//! results, so no operation logic lives here.
-//!
-//! | method | path                                         | op                        | success |
-//! |--------|----------------------------------------------|---------------------------|---------|
-//! | GET    | /clients                                     | listClients               | 200     |
-//! | POST   | /clients                                     | addClient                 | 201 {id}|
-//! | GET    | /clients/{clientId}                          | getClientById             | 200/404 |
-//! | PATCH  | /clients/{clientId}                          | updateClient              | 204     |
-//! | DELETE | /clients/{clientId}                          | deleteClient              | 204     |
-//! | GET    | /clients/{clientId}/deployments              | listDeployments           | 200     |
-//! | POST   | /clients/{clientId}/deployments              | addDeployment             | 201 {id}|
-//! | GET    | /clients/{clientId}/deployments/{id}         | getDeployment             | 200/404 |
-//! | PATCH  | /clients/{clientId}/deployments/{id}         | updateDeployment          | 204     |
-//! | DELETE | /clients/{clientId}/deployments/{id}         | deleteDeployment          | 204     |
-//! | POST   | /nonces                                      | storeNonce                | 201     |
-//! | POST   | /nonces/{nonce}/validate                     | validateNonce             | 200 {valid} |
-//! | POST   | /sessions                                    | addSession                | 201 {id}|
-//! | GET    | /sessions/{sessionId}                        | getSession                | 200/404 |
-//! | GET    | /launch-config?iss=&clientId=&deploymentId=  | getLaunchConfig           | 200/404 |
-//! | PUT    | /launch-config                               | saveLaunchConfig          | 204     |
-//! | PUT    | /registration-sessions/{sessionId}           | setRegistrationSession    | 204     |
-//! | GET    | /registration-sessions/{sessionId}           | getRegistrationSession    | 200/404 |
-//! | DELETE | /registration-sessions/{sessionId}           | deleteRegistrationSession | 204     |
-//! | POST   | /migrate                                     | migrate                   | 200     |
+//! The storage operations as HTTP resources (the function URL). Routing only: each route is
+//! declared with its operation (`request::ROUTES`, the README's HTTP table) and becomes the
+//! same `Request` a direct invocation makes; replies are shaped from the same results, so no
+//! operation logic lives here.
 //!
 //! Errors: 400 InvalidInput, 404 NotFound, 409 Conflict, 503 Unavailable, 500 Internal, with
-//! body `{"errorType": ..., "errorMessage": ...}`; an unknown path is 404, a known path with
-//! another method 405 (both errorType InvalidInput).
+//! body `{"errorType": ..., "errorMessage": ...}`; an unknown path is 404 NotFound, a known
+//! path with another method 405 InvalidInput.
 
 use serde_json::{json, Map, Value};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::input;
-use crate::request::Request;
+use crate::request::{Request, ROUTES};
 
 /// How a route turns the operation's result into a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +83,32 @@ impl Response {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NoRoute(pub Response);
 
+/// An operation's HTTP route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: &'static str,
+    /// Segments are literal, or `{field}`: that argument, taken from the segment.
+    pub path: &'static str,
+    /// Where the other arguments come from.
+    pub input: Input,
+    pub reply: Reply,
+}
+
+/// Where a route's arguments come from, besides its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// Nowhere; a body is ignored.
+    None,
+    /// The JSON body is this argument.
+    Body(&'static str),
+    /// The JSON body's fields are the arguments.
+    WholeBody,
+    /// The query parameters are the arguments.
+    Query,
+}
+
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
 /// Finds the operation for `method` and `path` (still %-encoded), with the decoded query
 /// parameters and the JSON body (`Value::Null` when there is none).
 pub fn route(
@@ -113,138 +117,114 @@ pub fn route(
     query: &[(String, String)],
     body: Value,
 ) -> std::result::Result<Result<(Request, Reply)>, NoRoute> {
-    let segments = match path
+    let Some(segments) = path
         .split('/')
         .filter(|segment| !segment.is_empty())
         .map(input::percent_decode)
         .collect::<Option<Vec<String>>>()
-    {
-        Some(segments) => segments,
-        None => {
-            return Ok(Err(Error::invalid_input(
-                "the path has a malformed %-escape",
-            )))
-        }
+    else {
+        return Ok(Err(Error::invalid_input(
+            "the path has a malformed %-escape",
+        )));
     };
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    match find(method, &segments, query, body) {
-        Some((op, reply, args)) => Ok(Request::from_args(op, args).map(|request| (request, reply))),
-        None => Err(no_route(method, &segments)),
-    }
+    let Some((op, route, path_args)) = find(method, &segments) else {
+        return Err(no_route(method, &segments));
+    };
+    let mut args = match route.input {
+        Input::None => Map::new(),
+        Input::Body(field) => Map::from_iter([(field.to_owned(), body)]),
+        Input::WholeBody => match body {
+            Value::Object(fields) => fields,
+            other => {
+                return Ok(Err(Error::invalid_input(format!(
+                    "{op}: the body must be a JSON object, got {}",
+                    input::json_type(&other)
+                ))))
+            }
+        },
+        Input::Query => match query_args(op, query) {
+            Ok(args) => args,
+            Err(err) => return Ok(Err(err)),
+        },
+    };
+    args.extend(path_args);
+    Ok(Request::from_args(op, Value::Object(args)).map(|request| (request, route.reply)))
 }
 
-/// The route table: (op, reply, arguments); the arguments are the payload fields of a direct
-/// invocation.
-fn find(
-    method: &str,
-    segments: &[&str],
-    query: &[(String, String)],
-    body: Value,
-) -> Option<(&'static str, Reply, Value)> {
-    match (method, segments) {
-        ("GET", ["clients"]) => Some(("listClients", Reply::Ok, json!({}))),
-        ("POST", ["clients"]) => Some(("addClient", Reply::CreatedId, json!({ "client": body }))),
-        ("GET", ["clients", id]) => Some((
-            "getClientById",
-            Reply::Found("no client with this id"),
-            json!({ "clientId": id }),
-        )),
-        ("PATCH", ["clients", id]) => Some((
-            "updateClient",
-            Reply::NoContent,
-            json!({ "clientId": id, "client": body }),
-        )),
-        ("DELETE", ["clients", id]) => {
-            Some(("deleteClient", Reply::NoContent, json!({ "clientId": id })))
+/// The route for `method` and `segments`, with the arguments its path holds.
+fn find(method: &str, segments: &[String]) -> Option<(&'static str, Route, Map<String, Value>)> {
+    ROUTES.iter().find_map(|(op, route)| {
+        if route.method != method {
+            return None;
         }
-        ("GET", ["clients", id, "deployments"]) => {
-            Some(("listDeployments", Reply::Ok, json!({ "clientId": id })))
+        let pattern: Vec<&str> = route.path.split('/').filter(|s| !s.is_empty()).collect();
+        if pattern.len() != segments.len() {
+            return None;
         }
-        ("POST", ["clients", id, "deployments"]) => Some((
-            "addDeployment",
-            Reply::CreatedId,
-            json!({ "clientId": id, "deployment": body }),
-        )),
-        ("GET", ["clients", id, "deployments", deployment]) => Some((
-            "getDeployment",
-            Reply::Found("this client has no deployment with this id"),
-            json!({ "clientId": id, "deploymentId": deployment }),
-        )),
-        ("PATCH", ["clients", id, "deployments", deployment]) => Some((
-            "updateDeployment",
-            Reply::NoContent,
-            json!({ "clientId": id, "deploymentId": deployment, "deployment": body }),
-        )),
-        ("DELETE", ["clients", id, "deployments", deployment]) => Some((
-            "deleteDeployment",
-            Reply::NoContent,
-            json!({ "clientId": id, "deploymentId": deployment }),
-        )),
-        ("POST", ["nonces"]) => Some(("storeNonce", Reply::Created, body)),
-        ("POST", ["nonces", nonce, "validate"]) => {
-            Some(("validateNonce", Reply::Valid, json!({ "nonce": nonce })))
+        let mut args = Map::new();
+        for (part, segment) in pattern.iter().zip(segments) {
+            match part
+                .strip_prefix('{')
+                .and_then(|part| part.strip_suffix('}'))
+            {
+                Some(field) => {
+                    args.insert(field.to_owned(), Value::String(segment.clone()));
+                }
+                None if part == segment => {}
+                None => return None,
+            }
         }
-        ("POST", ["sessions"]) => {
-            Some(("addSession", Reply::CreatedId, json!({ "session": body })))
-        }
-        ("GET", ["sessions", id]) => Some((
-            "getSession",
-            Reply::Found("no session with this id, or it has expired"),
-            json!({ "sessionId": id }),
-        )),
-        ("GET", ["launch-config"]) => Some((
-            "getLaunchConfig",
-            Reply::Found("no launch config for this iss, clientId and deploymentId"),
-            Value::Object(query_args(query)),
-        )),
-        ("PUT", ["launch-config"]) => Some((
-            "saveLaunchConfig",
-            Reply::NoContent,
-            json!({ "launchConfig": body }),
-        )),
-        ("PUT", ["registration-sessions", id]) => Some((
-            "setRegistrationSession",
-            Reply::NoContent,
-            json!({ "sessionId": id, "session": body }),
-        )),
-        ("GET", ["registration-sessions", id]) => Some((
-            "getRegistrationSession",
-            Reply::Found("no registration session with this id, or it has expired"),
-            json!({ "sessionId": id }),
-        )),
-        ("DELETE", ["registration-sessions", id]) => Some((
-            "deleteRegistrationSession",
-            Reply::NoContent,
-            json!({ "sessionId": id }),
-        )),
-        ("POST", ["migrate"]) => Some(("migrate", Reply::Ok, json!({}))),
-        _ => None,
-    }
+        Some((*op, *route, args))
+    })
 }
 
-fn no_route(method: &str, segments: &[&str]) -> NoRoute {
+fn no_route(method: &str, segments: &[String]) -> NoRoute {
     // Same path under any method that has a route: the method is what is wrong.
-    let path_exists = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    let path_exists = METHODS
         .iter()
-        .filter(|other| **other != method)
-        .any(|other| find(other, segments, &[], Value::Null).is_some());
-    let (status, message) = if path_exists {
-        (405, format!("method {method} is not allowed on this path"))
-    } else {
-        (
-            404,
-            "no such resource; see the route table in the README".to_string(),
+        .any(|other| *other != method && find(other, segments).is_some());
+    NoRoute(if path_exists {
+        Response::error_with_status(
+            405,
+            &Error::invalid_input(format!("method {method} is not allowed on this path")),
         )
-    };
-    NoRoute(Response::error_with_status(
-        status,
-        &Error::invalid_input(message),
-    ))
+    } else {
+        Response::error(&Error::not_found(
+            "no such resource; see the HTTP route table in the README",
+        ))
+    })
 }
 
-fn query_args(query: &[(String, String)]) -> Map<String, Value> {
-    query
-        .iter()
-        .map(|(key, value)| (key.clone(), Value::String(value.clone())))
+/// Query parameters as arguments, each value whole; a key given twice is ambiguous.
+fn query_args(op: &str, query: &[(String, String)]) -> Result<Map<String, Value>> {
+    let mut args = Map::new();
+    for (key, value) in query {
+        if args
+            .insert(key.clone(), Value::String(value.clone()))
+            .is_some()
+        {
+            return Err(Error::invalid_input(format!(
+                "{op}: a query parameter is given more than once"
+            )));
+        }
+    }
+    Ok(args)
+}
+
+/// The decoded `(key, value)` pairs of a raw query string (`a=1&b=x%2Cy`), in order. Values
+/// are kept whole (commas included); `+` is a space, as in HTML forms.
+pub fn parse_query(raw: &str) -> Result<Vec<(String, String)>> {
+    raw.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |text: &str| input::percent_decode(&text.replace('+', " "));
+            match (decode(key), decode(value)) {
+                (Some(key), Some(value)) => Ok((key, value)),
+                _ => Err(Error::invalid_input(
+                    "the query string has a malformed %-escape",
+                )),
+            }
+        })
         .collect()
 }

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::http::{Input, Reply, Route};
 use crate::input::{json_type, Timestamp};
 use crate::migrate;
 use crate::model::{ClientUpdate, DeploymentUpdate, NewClient, NewDeployment};
@@ -99,53 +100,135 @@ pub struct SetRegistrationSession {
     pub session: Map<String, Value>,
 }
 
-/// Every storage operation (the README's table), plus `migrate`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Request {
-    ListClients,
-    GetClientById(ClientRef),
-    AddClient(AddClient),
-    UpdateClient(UpdateClient),
-    DeleteClient(ClientRef),
-    ListDeployments(ClientRef),
-    GetDeployment(DeploymentRef),
-    AddDeployment(AddDeployment),
-    UpdateDeployment(UpdateDeployment),
-    DeleteDeployment(DeploymentRef),
-    StoreNonce(StoreNonce),
-    ValidateNonce(NonceRef),
-    AddSession(AddSession),
-    GetSession(SessionRef),
-    GetLaunchConfig(LaunchConfigRef),
-    SaveLaunchConfig(SaveLaunchConfig),
-    SetRegistrationSession(SetRegistrationSession),
-    GetRegistrationSession(SessionRef),
-    DeleteRegistrationSession(SessionRef),
-    Migrate,
+/// The arguments of an op that takes none: any object, its fields ignored.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct NoArgs {}
+
+/// Defines every operation once: the variant of `Request` and its arguments, the op name, the
+/// HTTP route (method, path whose `{name}` segments are arguments, where the other arguments
+/// come from, how the result is answered) and what it does. `Request`, `OPS`, parsing, the
+/// dispatch in `Storage::handle` and the HTTP routes all derive from this one table.
+macro_rules! operations {
+    ($(
+        $variant:ident($args:ty) = $name:literal,
+            $method:literal $path:literal $input:expr => $reply:expr,
+            |$storage:ident, $request:pat_param| $call:expr;
+    )*) => {
+        /// A storage call: one variant per operation, with its parsed arguments.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Request {
+            $($variant($args),)*
+        }
+
+        /// Every op name, in the order of the README's table.
+        pub const OPS: &[&str] = &[$($name,)*];
+
+        /// Every op's HTTP route, in the same order.
+        pub const ROUTES: &[(&str, Route)] = &[$(
+            ($name, Route { method: $method, path: $path, input: $input, reply: $reply }),
+        )*];
+
+        impl Request {
+            /// Builds the request for `op` from its arguments (an object).
+            pub fn from_args(op: &str, args: Value) -> Result<Request> {
+                match op {
+                    $($name => parse(op, args).map(Request::$variant),)*
+                    _ => Err(unknown_op(op)),
+                }
+            }
+
+            /// The op name, for logs.
+            pub fn op(&self) -> &'static str {
+                match self {
+                    $(Request::$variant(_) => $name,)*
+                }
+            }
+        }
+
+        impl Storage {
+            /// Carries out a request; the result is the JSON the caller gets back.
+            pub async fn handle(&self, request: Request) -> Result<Value> {
+                match request {
+                    $(Request::$variant($request) => {
+                        let $storage = self;
+                        to_json($call?)
+                    })*
+                }
+            }
+        }
+    };
 }
 
-pub const OPS: &[&str] = &[
-    "listClients",
-    "getClientById",
-    "addClient",
-    "updateClient",
-    "deleteClient",
-    "listDeployments",
-    "getDeployment",
-    "addDeployment",
-    "updateDeployment",
-    "deleteDeployment",
-    "storeNonce",
-    "validateNonce",
-    "addSession",
-    "getSession",
-    "getLaunchConfig",
-    "saveLaunchConfig",
-    "setRegistrationSession",
-    "getRegistrationSession",
-    "deleteRegistrationSession",
-    "migrate",
-];
+operations! {
+    ListClients(NoArgs) = "listClients",
+        "GET" "/clients" Input::None => Reply::Ok,
+        |s, _| s.list_clients().await;
+    GetClientById(ClientRef) = "getClientById",
+        "GET" "/clients/{clientId}" Input::None => Reply::Found("no client with this id"),
+        |s, r| s.get_client_by_id(&r.client_id).await;
+    AddClient(AddClient) = "addClient",
+        "POST" "/clients" Input::Body("client") => Reply::CreatedId,
+        |s, r| s.add_client(&r.client).await;
+    UpdateClient(UpdateClient) = "updateClient",
+        "PATCH" "/clients/{clientId}" Input::Body("client") => Reply::NoContent,
+        |s, r| s.update_client(&r.client_id, &r.client).await;
+    DeleteClient(ClientRef) = "deleteClient",
+        "DELETE" "/clients/{clientId}" Input::None => Reply::NoContent,
+        |s, r| s.delete_client(&r.client_id).await;
+    ListDeployments(ClientRef) = "listDeployments",
+        "GET" "/clients/{clientId}/deployments" Input::None => Reply::Ok,
+        |s, r| s.list_deployments(&r.client_id).await;
+    GetDeployment(DeploymentRef) = "getDeployment",
+        "GET" "/clients/{clientId}/deployments/{deploymentId}" Input::None
+            => Reply::Found("this client has no deployment with this id"),
+        |s, r| s.get_deployment(&r.client_id, &r.deployment_id).await;
+    AddDeployment(AddDeployment) = "addDeployment",
+        "POST" "/clients/{clientId}/deployments" Input::Body("deployment") => Reply::CreatedId,
+        |s, r| s.add_deployment(&r.client_id, &r.deployment).await;
+    UpdateDeployment(UpdateDeployment) = "updateDeployment",
+        "PATCH" "/clients/{clientId}/deployments/{deploymentId}" Input::Body("deployment")
+            => Reply::NoContent,
+        |s, r| s.update_deployment(&r.client_id, &r.deployment_id, &r.deployment).await;
+    DeleteDeployment(DeploymentRef) = "deleteDeployment",
+        "DELETE" "/clients/{clientId}/deployments/{deploymentId}" Input::None => Reply::NoContent,
+        |s, r| s.delete_deployment(&r.client_id, &r.deployment_id).await;
+    StoreNonce(StoreNonce) = "storeNonce",
+        "POST" "/nonces" Input::WholeBody => Reply::Created,
+        |s, r| s.store_nonce(&r.nonce, r.expires_at).await;
+    ValidateNonce(NonceRef) = "validateNonce",
+        "POST" "/nonces/{nonce}/validate" Input::None => Reply::Valid,
+        |s, r| s.validate_nonce(&r.nonce).await;
+    AddSession(AddSession) = "addSession",
+        "POST" "/sessions" Input::Body("session") => Reply::CreatedId,
+        |s, r| s.add_session(&r.session).await;
+    GetSession(SessionRef) = "getSession",
+        "GET" "/sessions/{sessionId}" Input::None
+            => Reply::Found("no session with this id, or it has expired"),
+        |s, r| s.get_session(&r.session_id).await;
+    GetLaunchConfig(LaunchConfigRef) = "getLaunchConfig",
+        "GET" "/launch-config" Input::Query
+            => Reply::Found("no launch config for this iss, clientId and deploymentId"),
+        |s, r| s.get_launch_config(&r.iss, &r.client_id, &r.deployment_id).await;
+    // Launch configs are derived from clients and deployments: nothing to store.
+    SaveLaunchConfig(SaveLaunchConfig) = "saveLaunchConfig",
+        "PUT" "/launch-config" Input::Body("launchConfig") => Reply::NoContent,
+        |_s, _| Ok::<_, Error>(Value::Null);
+    SetRegistrationSession(SetRegistrationSession) = "setRegistrationSession",
+        "PUT" "/registration-sessions/{sessionId}" Input::Body("session") => Reply::NoContent,
+        |s, r| s.set_registration_session(&r.session_id, &r.session).await;
+    GetRegistrationSession(SessionRef) = "getRegistrationSession",
+        "GET" "/registration-sessions/{sessionId}" Input::None
+            => Reply::Found("no registration session with this id, or it has expired"),
+        |s, r| s.get_registration_session(&r.session_id).await;
+    DeleteRegistrationSession(SessionRef) = "deleteRegistrationSession",
+        "DELETE" "/registration-sessions/{sessionId}" Input::None => Reply::NoContent,
+        |s, r| s.delete_registration_session(&r.session_id).await;
+    Migrate(NoArgs) = "migrate",
+        "POST" "/migrate" Input::None => Reply::Ok,
+        |s, _| migrate::migrate(s.database(), migrate::INVOCATION_TIME_LIMIT)
+            .await
+            .map(|applied| serde_json::json!({ "applied": applied }));
+}
 
 impl Request {
     /// Parses a direct-invocation payload. Errors name the op and the field.
@@ -168,91 +251,42 @@ impl Request {
         };
         Request::from_args(&op, Value::Object(fields))
     }
+}
 
-    /// Builds the request for `op` from its arguments (an object).
-    pub fn from_args(op: &str, args: Value) -> Result<Request> {
-        Ok(match op {
-            "listClients" => no_args(op, args).map(|()| Request::ListClients)?,
-            "getClientById" => Request::GetClientById(parse(op, args)?),
-            "addClient" => Request::AddClient(parse(op, args)?),
-            "updateClient" => Request::UpdateClient(parse(op, args)?),
-            "deleteClient" => Request::DeleteClient(parse(op, args)?),
-            "listDeployments" => Request::ListDeployments(parse(op, args)?),
-            "getDeployment" => Request::GetDeployment(parse(op, args)?),
-            "addDeployment" => Request::AddDeployment(parse(op, args)?),
-            "updateDeployment" => Request::UpdateDeployment(parse(op, args)?),
-            "deleteDeployment" => Request::DeleteDeployment(parse(op, args)?),
-            "storeNonce" => Request::StoreNonce(parse(op, args)?),
-            "validateNonce" => Request::ValidateNonce(parse(op, args)?),
-            "addSession" => Request::AddSession(parse(op, args)?),
-            "getSession" => Request::GetSession(parse(op, args)?),
-            "getLaunchConfig" => Request::GetLaunchConfig(parse(op, args)?),
-            "saveLaunchConfig" => Request::SaveLaunchConfig(parse(op, args)?),
-            "setRegistrationSession" => Request::SetRegistrationSession(parse(op, args)?),
-            "getRegistrationSession" => Request::GetRegistrationSession(parse(op, args)?),
-            "deleteRegistrationSession" => Request::DeleteRegistrationSession(parse(op, args)?),
-            "migrate" => no_args(op, args).map(|()| Request::Migrate)?,
-            _ => {
-                let shown: String = op.chars().take(40).collect();
-                return Err(Error::invalid_input(format!(
-                    "unknown op {shown:?}; expected one of {}",
-                    OPS.join(", ")
-                )));
-            }
-        })
-    }
-
-    /// The op name, for logs.
-    pub fn op(&self) -> &'static str {
-        match self {
-            Request::ListClients => "listClients",
-            Request::GetClientById(_) => "getClientById",
-            Request::AddClient(_) => "addClient",
-            Request::UpdateClient(_) => "updateClient",
-            Request::DeleteClient(_) => "deleteClient",
-            Request::ListDeployments(_) => "listDeployments",
-            Request::GetDeployment(_) => "getDeployment",
-            Request::AddDeployment(_) => "addDeployment",
-            Request::UpdateDeployment(_) => "updateDeployment",
-            Request::DeleteDeployment(_) => "deleteDeployment",
-            Request::StoreNonce(_) => "storeNonce",
-            Request::ValidateNonce(_) => "validateNonce",
-            Request::AddSession(_) => "addSession",
-            Request::GetSession(_) => "getSession",
-            Request::GetLaunchConfig(_) => "getLaunchConfig",
-            Request::SaveLaunchConfig(_) => "saveLaunchConfig",
-            Request::SetRegistrationSession(_) => "setRegistrationSession",
-            Request::GetRegistrationSession(_) => "getRegistrationSession",
-            Request::DeleteRegistrationSession(_) => "deleteRegistrationSession",
-            Request::Migrate => "migrate",
-        }
+/// An unknown op is named only when it is short and printable: it is the caller's text.
+fn unknown_op(op: &str) -> Error {
+    let nameable = op.len() <= MAX_QUOTED_OP && op.bytes().all(|b| b.is_ascii_alphanumeric());
+    let expected = OPS.join(", ");
+    if nameable {
+        Error::invalid_input(format!("unknown op \"{op}\"; expected one of {expected}"))
+    } else {
+        Error::invalid_input(format!("unknown op; expected one of {expected}"))
     }
 }
 
-/// An op without arguments still takes an object, whose fields are all ignored.
-fn no_args(op: &str, args: Value) -> Result<()> {
-    match args {
-        Value::Object(fields) => {
-            log_ignored(op, fields.keys().map(String::as_str));
-            Ok(())
-        }
-        other => Err(Error::invalid_input(format!(
-            "{op}: arguments must be an object, got {}",
-            json_type(&other)
-        ))),
-    }
+const MAX_QUOTED_OP: usize = 32;
+
+fn to_json(value: impl serde::Serialize) -> Result<Value> {
+    serde_json::to_value(value)
+        .map_err(|_| Error::internal("the result could not be turned into JSON"))
 }
 
 /// Reads an op's arguments. Fields the storage does not keep are ignored, never an error:
 /// TypeScript callers pass whole objects (a client with `deployments`, an `id`), and a newer
 /// `@lti-tool/core` may add fields. Only the fields that are kept get checked.
 fn parse<T: DeserializeOwned>(op: &str, args: Value) -> Result<T> {
+    if !args.is_object() {
+        return Err(Error::invalid_input(format!(
+            "{op}: arguments must be an object, got {}",
+            json_type(&args)
+        )));
+    }
     let mut ignored = Vec::new();
     let mut note_ignored = |path: serde_ignored::Path| ignored.push(path.to_string());
     let arguments = serde_ignored::Deserializer::new(args, &mut note_ignored);
     let parsed = serde_path_to_error::deserialize(arguments).map_err(|err| {
         let path = err.path().to_string();
-        let problem = without_quoted_values(&err.into_inner().to_string());
+        let problem = without_values(&err.into_inner().to_string());
         if path == "." {
             Error::invalid_input(format!("{op}: {problem}"))
         } else {
@@ -282,71 +316,96 @@ fn log_ignored<'a>(op: &str, names: impl Iterator<Item = &'a str>) {
 const MAX_IGNORED_LOGGED: usize = 16;
 const MAX_IGNORED_NAME_LOGGED: usize = 64;
 
-/// serde quotes the offending value (`invalid type: string "…"`); a value can be a secret
-/// (a nonce, session contents), so the message keeps only its type.
-fn without_quoted_values(message: &str) -> String {
-    for prefix in ["invalid type: string \"", "invalid value: string \""] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            if let Some(end) = rest.find("\", expected") {
-                let kind = &prefix[..prefix.len() - 2];
-                return format!("{kind}{}", &rest[end + 1..]);
-            }
-        }
+/// serde quotes the offending value (`invalid type: integer `42``, `string "…"`); a value can
+/// be a secret (a nonce, session contents), so the message keeps only its kind. The expected
+/// part is the storage's own text, so the value ends at the last ", expected ".
+fn without_values(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: ", "unknown variant "] {
+        let Some(rest) = message.strip_prefix(prefix) else {
+            continue;
+        };
+        let Some(at) = rest.rfind(", expected ") else {
+            continue;
+        };
+        let kind = rest[..at]
+            .split(['`', '"'])
+            .next()
+            .unwrap_or_default()
+            .trim();
+        let head = format!("{prefix}{kind}");
+        return format!("{}{}", head.trim_end(), &rest[at..]);
     }
     message.to_string()
 }
 
-impl Storage {
-    /// Carries out a request; the result is the JSON the caller gets back.
-    pub async fn handle(&self, request: Request) -> Result<Value> {
-        fn json(value: impl serde::Serialize) -> Result<Value> {
-            serde_json::to_value(value)
-                .map_err(|_| Error::internal("the result could not be turned into JSON"))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn type_errors_keep_the_kind_of_value_never_the_value() {
+        for (payload, kind) in [
+            (json!(42), "integer"),
+            (json!(-7), "integer"),
+            (json!(1.5), "floating point"),
+            (json!(true), "boolean"),
+        ] {
+            let args = json!({ "sessionId": payload });
+            let err = Request::from_args("getSession", args).unwrap_err();
+            assert_eq!(
+                err.message,
+                format!("getSession: field `sessionId`: invalid type: {kind}, expected a string")
+            );
         }
-        match request {
-            Request::ListClients => json(self.list_clients().await?),
-            Request::GetClientById(r) => json(self.get_client_by_id(&r.client_id).await?),
-            Request::AddClient(r) => json(self.add_client(&r.client).await?),
-            Request::UpdateClient(r) => json(self.update_client(&r.client_id, &r.client).await?),
-            Request::DeleteClient(r) => json(self.delete_client(&r.client_id).await?),
-            Request::ListDeployments(r) => json(self.list_deployments(&r.client_id).await?),
-            Request::GetDeployment(r) => {
-                json(self.get_deployment(&r.client_id, &r.deployment_id).await?)
-            }
-            Request::AddDeployment(r) => {
-                json(self.add_deployment(&r.client_id, &r.deployment).await?)
-            }
-            Request::UpdateDeployment(r) => json(
-                self.update_deployment(&r.client_id, &r.deployment_id, &r.deployment)
-                    .await?,
-            ),
-            Request::DeleteDeployment(r) => json(
-                self.delete_deployment(&r.client_id, &r.deployment_id)
-                    .await?,
-            ),
-            Request::StoreNonce(r) => json(self.store_nonce(&r.nonce, r.expires_at).await?),
-            Request::ValidateNonce(r) => json(self.validate_nonce(&r.nonce).await?),
-            Request::AddSession(r) => json(self.add_session(&r.session).await?),
-            Request::GetSession(r) => json(self.get_session(&r.session_id).await?),
-            Request::GetLaunchConfig(r) => json(
-                self.get_launch_config(&r.iss, &r.client_id, &r.deployment_id)
-                    .await?,
-            ),
-            // Launch configs are derived from clients and deployments: nothing to store.
-            Request::SaveLaunchConfig(_) => Ok(Value::Null),
-            Request::SetRegistrationSession(r) => json(
-                self.set_registration_session(&r.session_id, &r.session)
-                    .await?,
-            ),
-            Request::GetRegistrationSession(r) => {
-                json(self.get_registration_session(&r.session_id).await?)
-            }
-            Request::DeleteRegistrationSession(r) => {
-                json(self.delete_registration_session(&r.session_id).await?)
-            }
-            Request::Migrate => json(serde_json::json!({
-                "applied": migrate::migrate(self.database(), migrate::INVOCATION_TIME_LIMIT).await?
-            })),
+        let err = Request::from_args("getSession", json!({ "sessionId": [1] })).unwrap_err();
+        assert!(err
+            .message
+            .ends_with("invalid type: sequence, expected a string"));
+        let secret = json!({ "session": "s3cret\", expected a map" });
+        let err = Request::from_args("addSession", secret).unwrap_err();
+        assert_eq!(
+            err.message,
+            "addSession: field `session`: invalid type: string, expected a map"
+        );
+    }
+
+    #[test]
+    fn an_unknown_op_is_named_only_when_short_and_printable() {
+        let named = Request::from_args("getSesion", json!({})).unwrap_err();
+        assert!(named
+            .message
+            .starts_with("unknown op \"getSesion\"; expected one of listClients"));
+        for op in [
+            "a".repeat(33),
+            "get session".into(),
+            "nonce\u{0}".into(),
+            "é".into(),
+        ] {
+            let err = Request::from_args(&op, json!({})).unwrap_err();
+            assert!(
+                err.message.starts_with("unknown op; expected one of"),
+                "{op:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn arguments_must_be_an_object_even_for_ops_without_any() {
+        let err = Request::from_args("listClients", json!([])).unwrap_err();
+        assert_eq!(
+            err.message,
+            "listClients: arguments must be an object, got an array"
+        );
+        let ok = Request::from_args("listClients", json!({ "extra": 1 }));
+        assert_eq!(ok, Ok(Request::ListClients(NoArgs {})));
+    }
+
+    #[test]
+    fn every_op_has_one_route_and_parses_under_its_own_name() {
+        assert_eq!(OPS.len(), ROUTES.len());
+        for (op, (route_op, _)) in OPS.iter().zip(ROUTES) {
+            assert_eq!(op, route_op);
         }
     }
 }

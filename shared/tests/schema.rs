@@ -5,6 +5,7 @@
 mod support;
 
 use lti_storage::migrate::{INVOCATION_TIME_LIMIT, MIGRATIONS};
+use lti_storage::request::NoArgs;
 use lti_storage::{Request, Storage};
 use serde_json::{json, Value};
 use support::TestDb;
@@ -758,7 +759,7 @@ async fn the_migrate_op_reports_what_it_applied() {
 fn the_migrate_op_ignores_arguments_it_does_not_take() {
     let request = Request::from_payload(json!({"op": "migrate", "force": true}))
         .expect("an argument migrate does not take is ignored");
-    assert_eq!(request, Request::Migrate);
+    assert_eq!(request, Request::Migrate(NoArgs {}));
     let err = Request::from_args("migrate", json!([])).expect_err("arguments are an object");
     assert_eq!(err.kind, lti_storage::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("migrate"), "{err}");

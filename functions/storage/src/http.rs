@@ -5,7 +5,7 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::header::{HeaderValue, CONTENT_TYPE};
 use base64::Engine;
-use lti_storage::http::{route, Response};
+use lti_storage::http::{parse_query, route, Response};
 use lti_storage::{Error, Storage};
 use serde_json::Value;
 
@@ -33,11 +33,12 @@ async fn answer(storage: &Storage, request: ApiGatewayV2httpRequest) -> (&'stati
         Ok(body) => body,
         Err(err) => return ("invalid", Response::error(&err)),
     };
-    let query: Vec<(String, String)> = request
-        .query_string_parameters
-        .iter()
-        .map(|(key, value)| (key.to_owned(), value.to_owned()))
-        .collect();
+    // The raw query string, not `query_string_parameters`: that map splits values on commas
+    // and merges repeated keys.
+    let query = match parse_query(request.raw_query_string.as_deref().unwrap_or_default()) {
+        Ok(query) => query,
+        Err(err) => return ("invalid", Response::error(&err)),
+    };
     let method = request.request_context.http.method.as_str();
     let path = request.raw_path.as_deref().unwrap_or("/");
     match route(method, path, &query, body) {
@@ -78,5 +79,6 @@ fn to_event(response: Response) -> Value {
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         event.body = Some(Body::Text(body.to_string()));
     }
-    serde_json::to_value(event).expect("a response event serialises")
+    // A response event is plain strings and numbers; serialising it cannot fail.
+    serde_json::to_value(event).unwrap_or_default()
 }
