@@ -21,6 +21,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0003_change_counter",
         include_str!("../../migrations/0003_change_counter.sql"),
     ),
+    (
+        "0004_change_counter_any_writer",
+        include_str!("../../migrations/0004_change_counter_any_writer.sql"),
+    ),
 ];
 
 /// Serialises runners that start at once (two cold containers, a deploy script).
