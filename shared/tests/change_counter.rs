@@ -1,12 +1,15 @@
 //! The change counter's triggers count every writer of clients and deployments, whatever its
 //! grants and search_path, and only statements that changed rows; a counter row deleted by
-//! hand comes back.
+//! hand comes back. Concurrent writes the server resolves by rolling one back (deadlock,
+//! serialization failure) are Unavailable, and sent again they go through.
 
 mod support;
 
+use std::time::{Duration, Instant};
+
 use lti_storage::{ErrorKind, Storage};
 use serde_json::{json, Value};
-use support::{call, ok, TestDb};
+use support::{call, ok, with_param, TestDb};
 
 /// The counter as a container reads it; `None` when its row is missing.
 async fn version(db: &TestDb) -> Option<i64> {
@@ -288,4 +291,117 @@ async fn the_migrations_put_back_a_missing_counter_row() {
     .expect("migrations apply");
     assert_eq!(applied, ["0004_change_counter_any_writer"]);
     assert!(version(&db).await.is_some(), "the row is back");
+}
+
+// ---- conflicts between concurrent writes -------------------------------------------------
+
+/// A storage whose connection is named `name`, with `options` (already %-encoded, each
+/// `-c%20setting%3Dvalue`) on top of the test's search_path.
+fn named_storage(db: &TestDb, name: &str, options: &str) -> Storage {
+    let admin = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
+    let url = with_param(
+        &admin,
+        &format!(
+            "application_name={name}&options=-c%20search_path%3D{}{options}",
+            db.schema
+        ),
+    );
+    db.storage_with(&[("DATABASE_URL", &url)])
+}
+
+/// Waits until the connection named `name` waits for a lock.
+async fn until_waiting_for_a_lock(db: &TestDb, name: &str) {
+    let sql = db.sql().await;
+    let started = Instant::now();
+    loop {
+        let waiting: i64 = sql
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                &[&name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never waited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn assert_retryable_conflict(err: &lti_storage::Error) {
+    assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
+    assert!(err.message.contains("retry"), "{err}");
+}
+
+#[tokio::test]
+async fn a_serialization_failure_is_unavailable_and_goes_through_when_sent_again() {
+    let db = TestDb::migrated().await;
+    let name = format!("serializable_{}", db.schema);
+    // A database whose operators made every transaction serializable.
+    let storage = named_storage(
+        &db,
+        &name,
+        "%20-c%20default_transaction_isolation%3Dserializable",
+    );
+    // Another writer registers a platform; until it commits it holds the counter's row.
+    let other = db.sql().await;
+    other
+        .batch_execute(
+            "BEGIN;
+             INSERT INTO clients (name, iss, client_id, auth_url, token_url, jwks_url)
+             VALUES ('Moodle', 'https://moodle.example', 'm1', 'https://a', 'https://t',
+                     'https://j');",
+        )
+        .await
+        .unwrap();
+
+    let payload = new_client("https://canvas.instructure.com");
+    let (result, ()) = tokio::join!(call(&storage, payload.clone()), async {
+        until_waiting_for_a_lock(&db, &name).await;
+        other.batch_execute("COMMIT").await.unwrap();
+    });
+    assert_retryable_conflict(&result.expect_err("the counter changed under the snapshot"));
+
+    ok(&storage, payload).await;
+    assert_eq!(db.count("SELECT count(*) FROM clients").await, 2);
+}
+
+#[tokio::test]
+async fn a_deadlock_is_unavailable_and_goes_through_when_sent_again() {
+    let db = TestDb::migrated().await;
+    let name = format!("deadlock_{}", db.schema);
+    let storage = named_storage(&db, &name, "");
+    let (client, deployment) = add_platform(&storage).await;
+
+    // Another transaction holds the counter's row, then wants the deployment the storage is
+    // deleting. It waits long before looking for a deadlock, so the storage finds it first.
+    let other = db.sql().await;
+    other
+        .batch_execute(
+            "SET deadlock_timeout = '1min';
+             BEGIN;
+             UPDATE lti_storage_changes SET version = version + 1;",
+        )
+        .await
+        .unwrap();
+    let delete = json!({"op": "deleteDeployment", "clientId": client, "deploymentId": deployment});
+    let (result, ()) = tokio::join!(call(&storage, delete.clone()), async {
+        until_waiting_for_a_lock(&db, &name).await;
+        let deleted = other
+            .execute(
+                &format!("DELETE FROM deployments WHERE id = '{deployment}'"),
+                &[],
+            )
+            .await
+            .expect("the other transaction goes on");
+        assert_eq!(deleted, 1);
+        other.batch_execute("ROLLBACK").await.unwrap();
+    });
+    assert_retryable_conflict(&result.expect_err("a deadlock"));
+
+    ok(&storage, delete).await;
+    assert_eq!(db.count("SELECT count(*) FROM deployments").await, 0);
 }
