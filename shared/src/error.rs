@@ -13,7 +13,8 @@ pub enum ErrorKind {
     NotFound,
     /// The call would create a duplicate.
     Conflict,
-    /// The database could not be reached or did not answer in time: retry later.
+    /// The database could not be reached, did not answer in time, or rolled the call back
+    /// over a conflict with a concurrent write: retry later.
     Unavailable,
     /// Anything else: a bug or a database in an unexpected state.
     Internal,
@@ -158,6 +159,14 @@ pub(crate) fn from_db(err: tokio_postgres::Error, what: &str) -> Error {
     if *code == SqlState::TOO_MANY_CONNECTIONS {
         return Error::unavailable(
             "the database has too many connections open; retry later or raise max_connections",
+        );
+    }
+    if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED {
+        // The server rolled the call back to let a concurrent transaction through: sent
+        // again, it goes through.
+        return Error::unavailable(
+            "the database rolled the call back over a conflict with a concurrent write \
+             (deadlock or serialization failure); retry the call",
         );
     }
     if *code == SqlState::QUERY_CANCELED {

@@ -1,7 +1,8 @@
 //! Versioned SQL migrations from `migrations/`, applied in order and recorded.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use crate::db::{Database, Retry};
@@ -21,49 +22,140 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0003_change_counter",
         include_str!("../../migrations/0003_change_counter.sql"),
     ),
+    (
+        "0004_change_counter_any_writer",
+        include_str!("../../migrations/0004_change_counter_any_writer.sql"),
+    ),
 ];
 
-/// Serialises runners that start at once (two cold containers, a deploy script).
-const LOCK_KEY: i64 = 0x4c54_4931_3353_5447; // "LTI13STG"
+/// The advisory lock that serialises runners starting at once (two cold containers, a deploy
+/// script). A session holding it keeps the migrations out.
+pub const LOCK_KEY: i64 = 0x4c54_4931_3353_5447; // "LTI13STG"
 
 /// Time limit of `{"op":"migrate"}`: inside the storage function's 30 s Lambda timeout.
-/// `storage migrate` on the command line, for large databases, waits as long as it takes.
+/// `storage migrate` on the command line, for large databases, waits up to a day.
 pub const INVOCATION_TIME_LIMIT: Duration = Duration::from_secs(25);
 
 /// Applies the migrations the database has not recorded yet, all in one transaction, within
 /// `time_limit`, and returns their versions (empty when the schema is current).
+///
+/// The server itself gives up before `time_limit` (lock and statement timeouts, which it
+/// counts per statement), so it rolls back and releases every lock even if this side is gone
+/// by then. Never repeated: DDL sent
+/// again on a fresh connection could queue behind the first attempt's locks.
 pub async fn migrate(db: &Database, time_limit: Duration) -> Result<Vec<String>, Error> {
+    let limits = Limits::new(time_limit);
     db.run_with_time_limit(
         time_limit,
-        Retry::Safe,
+        Retry::Never,
         "migration",
         |connection| async move {
             let client = connection.client();
-            client.batch_execute("BEGIN").await?;
-            match apply_missing(client).await {
-                Ok(applied) => {
-                    client.batch_execute("COMMIT").await?;
-                    Ok(applied)
-                }
+            match apply_missing(client, limits).await {
+                Ok(applied) => Ok(Ok(applied)),
                 Err(err) => {
-                    // Leave the shared connection usable; the failure to report is `err`.
+                    // Release the locks now and leave the shared connection usable; the
+                    // failure to report is `err`.
                     let _ = client.batch_execute("ROLLBACK").await;
-                    Err(err)
+                    match limits.exceeded(&err) {
+                        Some(cause) => Ok(Err(cause.error(time_limit))),
+                        None => Err(err),
+                    }
                 }
             }
         },
     )
-    .await
+    .await?
 }
 
-async fn apply_missing(client: &Client) -> Result<Vec<String>, tokio_postgres::Error> {
+/// When the server stops waiting for locks and stops running statements.
+#[derive(Clone, Copy)]
+struct Limits {
+    locks_until: Instant,
+    statements_until: Instant,
+}
+
+/// Why the migrations stopped before finishing.
+enum OutOfTime {
+    Lock,
+    Statement,
+}
+
+impl Limits {
+    /// Lock waits end first (and say so); a long statement gets half the margin more; the
+    /// other half leaves time for the error and the rollback to come back.
+    fn new(time_limit: Duration) -> Limits {
+        let margin = (time_limit / 5).min(Duration::from_secs(2));
+        let started = Instant::now();
+        Limits {
+            locks_until: started + time_limit - margin,
+            statements_until: started + time_limit - margin / 2,
+        }
+    }
+
+    /// `SET LOCAL`s bounding what follows in the transaction by these limits.
+    fn set_local(&self) -> String {
+        format!(
+            "SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {};",
+            millis_until(self.locks_until),
+            millis_until(self.statements_until)
+        )
+    }
+
+    /// Whether `err` is one of these limits running out. Not before its time: a query
+    /// cancelled by hand comes back sooner.
+    fn exceeded(&self, err: &tokio_postgres::Error) -> Option<OutOfTime> {
+        let now = Instant::now();
+        match err.code() {
+            Some(code) if *code == SqlState::LOCK_NOT_AVAILABLE && now >= self.locks_until => {
+                Some(OutOfTime::Lock)
+            }
+            Some(code) if *code == SqlState::QUERY_CANCELED && now >= self.statements_until => {
+                Some(OutOfTime::Statement)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Milliseconds from now to `until` for a server timeout: rounded up, so the server never
+/// gives up before `until`, and at least 1 (0 turns the timeout off).
+fn millis_until(until: Instant) -> u128 {
+    (until.saturating_duration_since(Instant::now()).as_millis() + 1).min(i32::MAX as u128)
+}
+
+impl OutOfTime {
+    fn error(&self, time_limit: Duration) -> Error {
+        let what = match self {
+            OutOfTime::Lock => {
+                "a lock they need is held by another session (a long transaction, or another \
+                 migration)"
+            }
+            OutOfTime::Statement => "a statement ran too long (a large table)",
+        };
+        Error::unavailable(format!(
+            "the migrations did not finish within {} s and were rolled back, nothing applied: \
+             {what}. Retry later, or run them with `storage migrate` from the command line \
+             (see the README), which waits longer",
+            time_limit.as_secs()
+        ))
+    }
+}
+
+async fn apply_missing(
+    client: &Client,
+    limits: Limits,
+) -> Result<Vec<String>, tokio_postgres::Error> {
     client
         .batch_execute(&format!(
-            "SELECT pg_advisory_xact_lock({LOCK_KEY});
+            "BEGIN;
+             {}
+             SELECT pg_advisory_xact_lock({LOCK_KEY});
              CREATE TABLE IF NOT EXISTS lti_storage_migrations (
                  version text PRIMARY KEY,
                  applied_at timestamp with time zone NOT NULL DEFAULT now()
-             );"
+             );",
+            limits.set_local()
         ))
         .await?;
     let recorded: Vec<String> = client
@@ -77,7 +169,11 @@ async fn apply_missing(client: &Client) -> Result<Vec<String>, tokio_postgres::E
         if recorded.iter().any(|done| done == version) {
             continue;
         }
-        client.batch_execute(sql).await?;
+        // Set again before each file: each of its statements gets what was left when the file
+        // began, not the whole limit.
+        client
+            .batch_execute(&format!("{}\n{sql}", limits.set_local()))
+            .await?;
         client
             .execute(
                 "INSERT INTO lti_storage_migrations (version) VALUES ($1)",
@@ -87,5 +183,6 @@ async fn apply_missing(client: &Client) -> Result<Vec<String>, tokio_postgres::E
         tracing::info!(version, "migration applied");
         applied.push(version.to_string());
     }
+    client.batch_execute("COMMIT").await?;
     Ok(applied)
 }

@@ -4,9 +4,11 @@
 
 mod support;
 
-use lti_storage::migrate::{INVOCATION_TIME_LIMIT, MIGRATIONS};
+use std::time::{Duration, Instant};
+
+use lti_storage::migrate::{INVOCATION_TIME_LIMIT, LOCK_KEY, MIGRATIONS};
 use lti_storage::request::NoArgs;
-use lti_storage::{Request, Storage};
+use lti_storage::{ErrorKind, Request, Storage};
 use serde_json::{json, Value};
 use support::TestDb;
 
@@ -763,4 +765,131 @@ fn the_migrate_op_ignores_arguments_it_does_not_take() {
     let err = Request::from_args("migrate", json!([])).expect_err("arguments are an object");
     assert_eq!(err.kind, lti_storage::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("migrate"), "{err}");
+}
+
+// ---- time limit ----------------------------------------------------------------------------
+
+/// A storage whose connection is named after the test, for finding its backend.
+fn named_storage(db: &TestDb) -> (Storage, String) {
+    let name = format!("migrate_{}", db.schema);
+    let url = support::with_param(&db.url, &format!("application_name={name}"));
+    (db.storage_with(&[("DATABASE_URL", &url)]), name)
+}
+
+/// Empties the record: the next run applies every migration again.
+async fn forget_applied(db: &TestDb) {
+    db.sql()
+        .await
+        .batch_execute(&format!("DELETE FROM {MIGRATIONS_TABLE}"))
+        .await
+        .expect("empty the record");
+}
+
+/// Runs the migrations with a 2 s limit while something holds them up, and checks they gave
+/// up within about that limit, as Unavailable naming `cause` and pointing to the command
+/// line, and rolled back: nothing recorded, no lock left.
+async fn assert_gives_up_in_time(db: &TestDb, storage: &Storage, name: &str, cause: &str) {
+    let before = recorded_versions(db).await;
+    let started = Instant::now();
+    let err = lti_storage::migrate::migrate(storage.database(), Duration::from_secs(2))
+        .await
+        .expect_err("the migrations are blocked");
+    let elapsed = started.elapsed();
+    assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
+    assert!(err.message.contains("`storage migrate`"), "{err}");
+    assert!(err.message.contains(cause), "{err}");
+    assert!(
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(3),
+        "waited, then gave up before the limit: {elapsed:?}"
+    );
+    assert_eq!(recorded_versions(db).await, before, "nothing applied");
+    let held = db
+        .count(&format!(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE a.application_name = '{name}'"
+        ))
+        .await;
+    assert_eq!(held, 0, "locks left by the migration's connection");
+}
+
+#[tokio::test]
+async fn a_migration_blocked_by_a_long_transaction_gives_up_in_time_and_holds_nothing() {
+    let db = TestDb::migrated().await;
+    // Every migration runs again, and the first to alter clients waits.
+    forget_applied(&db).await;
+    // A transaction that read clients holds ACCESS SHARE on it until it ends, which blocks
+    // the ACCESS EXCLUSIVE lock of DROP TRIGGER.
+    let blocker = db.sql().await;
+    blocker
+        .batch_execute("BEGIN; SELECT count(*) FROM clients;")
+        .await
+        .unwrap();
+    let (storage, name) = named_storage(&db);
+
+    assert_gives_up_in_time(&db, &storage, &name, "a lock").await;
+
+    blocker
+        .batch_execute("SELECT count(*) FROM clients; COMMIT;")
+        .await
+        .expect("the blocking transaction goes on unharmed");
+    assert_eq!(
+        migrate(&storage).await.expect("then it applies"),
+        versions()
+    );
+}
+
+#[tokio::test]
+async fn a_migration_waiting_for_another_runner_gives_up_in_time_and_holds_nothing() {
+    let db = TestDb::migrated().await;
+    forget_applied(&db).await;
+    // Another runner, stuck.
+    let runner = db.sql().await;
+    runner
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await
+        .unwrap();
+    let (storage, name) = named_storage(&db);
+
+    assert_gives_up_in_time(&db, &storage, &name, "a lock").await;
+
+    let unlocked: bool = runner
+        .query_one("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await
+        .expect("the other runner goes on unharmed")
+        .get(0);
+    assert!(unlocked, "it still held its lock");
+    assert_eq!(
+        migrate(&storage).await.expect("then it applies"),
+        versions()
+    );
+}
+
+#[tokio::test]
+async fn a_migration_statement_running_too_long_gives_up_in_time_and_holds_nothing() {
+    let db = TestDb::migrated().await;
+    forget_applied(&db).await;
+    // Recording the first migration takes longer than the whole limit.
+    db.sql()
+        .await
+        .batch_execute(&format!(
+            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN PERFORM pg_sleep(10); RETURN NEW; END $$;
+             CREATE TRIGGER slow BEFORE INSERT ON {MIGRATIONS_TABLE}
+                 FOR EACH ROW EXECUTE FUNCTION slow();"
+        ))
+        .await
+        .unwrap();
+    let (storage, name) = named_storage(&db);
+
+    assert_gives_up_in_time(&db, &storage, &name, "a statement ran too long").await;
+
+    db.sql()
+        .await
+        .batch_execute(&format!("DROP TRIGGER slow ON {MIGRATIONS_TABLE}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        migrate(&storage).await.expect("then it applies"),
+        versions()
+    );
 }
