@@ -739,7 +739,7 @@ fn every_example_event_through_the_lambda_runtime() {
     let response = lambda.ok("storage", "HTTP unknown path", &unknown);
     let (status, body) = http_reply("HTTP unknown path", &response);
     assert_eq!(status, 404, "{response}");
-    assert_eq!(body["errorType"], "InvalidInput", "{body}");
+    assert_eq!(body["errorType"], "NotFound", "{body}");
     let mut wrong_method = events.raw("http-list-clients.json");
     wrong_method["requestContext"]["http"]["method"] = json!("DELETE");
     let response = lambda.ok("storage", "HTTP wrong method", &wrong_method);
