@@ -152,6 +152,9 @@ pub struct Config {
     pub change_check_interval: Duration,
     /// Rows the cleanup deletes per statement.
     pub cleanup_batch_size: u32,
+    /// Whether the runtime surface also registers platforms (`addClient`, `addDeployment`,
+    /// registration sessions), for tools that use LTI dynamic registration.
+    pub dynamic_registration: bool,
     pub log_level: LevelFilter,
 }
 
@@ -179,6 +182,12 @@ impl Config {
         let millis =
             |name, default| number(name, default, 1, MAX_TIME_LIMIT_MS).map(Duration::from_millis);
         let capacity = |name| number(name, 1000, 0, 1_000_000).map(|n| n as usize);
+        let flag = |name, default| match lookup(name).as_deref().map(str::trim) {
+            None | Some("") => Ok(default),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(_) => Err(config_error(name, "must be true or false")),
+        };
         let log_level = match lookup("LOG_LEVEL").filter(|level| !level.is_empty()) {
             None => LevelFilter::INFO,
             Some(level) => level.parse().map_err(|_| {
@@ -192,13 +201,7 @@ impl Config {
             database,
             connect_timeout: millis("CONNECT_TIMEOUT_MS", 5000)?,
             query_timeout: millis("QUERY_TIMEOUT_MS", 5000)?,
-            prepared_statements: match lookup("PREPARED_STATEMENTS").as_deref().map(str::trim) {
-                None | Some("") | Some("true") => true,
-                Some("false") => false,
-                Some(_) => {
-                    return Err(config_error("PREPARED_STATEMENTS", "must be true or false"))
-                }
-            },
+            prepared_statements: flag("PREPARED_STATEMENTS", true)?,
             connection_idle_check: number("CONNECTION_IDLE_CHECK_MS", 30_000, 0, MAX_TIME_LIMIT_MS)
                 .map(Duration::from_millis)?,
             session_ttl: seconds("SESSION_TTL_SECS", 24 * 3600, 1)?,
@@ -214,6 +217,7 @@ impl Config {
             change_check_interval: number("CHANGE_CHECK_INTERVAL_MS", 5000, 0, MAX_TIME_LIMIT_MS)
                 .map(Duration::from_millis)?,
             cleanup_batch_size: number("CLEANUP_BATCH_SIZE", 10_000, 1, 1_000_000)? as u32,
+            dynamic_registration: flag("DYNAMIC_REGISTRATION", false)?,
             log_level,
         })
     }

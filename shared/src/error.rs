@@ -13,6 +13,8 @@ pub enum ErrorKind {
     NotFound,
     /// The call would create a duplicate.
     Conflict,
+    /// The op is not answered through the alias the caller invoked.
+    Forbidden,
     /// The database could not be reached, did not answer in time, or rolled the call back
     /// over a conflict with a concurrent write: retry later.
     Unavailable,
@@ -22,10 +24,11 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in the order of the README's errors table.
-    pub const ALL: [ErrorKind; 5] = [
+    pub const ALL: [ErrorKind; 6] = [
         ErrorKind::InvalidInput,
         ErrorKind::NotFound,
         ErrorKind::Conflict,
+        ErrorKind::Forbidden,
         ErrorKind::Unavailable,
         ErrorKind::Internal,
     ];
@@ -35,6 +38,7 @@ impl ErrorKind {
             ErrorKind::InvalidInput => "InvalidInput",
             ErrorKind::NotFound => "NotFound",
             ErrorKind::Conflict => "Conflict",
+            ErrorKind::Forbidden => "Forbidden",
             ErrorKind::Unavailable => "Unavailable",
             ErrorKind::Internal => "Internal",
         }
@@ -72,6 +76,10 @@ impl Error {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::NotFound, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Forbidden, message)
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {

@@ -3,9 +3,9 @@
 //! same `Request` a direct invocation makes; replies are shaped from the same results, so no
 //! operation logic lives here.
 //!
-//! Errors: 400 InvalidInput, 404 NotFound, 409 Conflict, 503 Unavailable, 500 Internal, with
-//! body `{"errorType": ..., "errorMessage": ...}`; an unknown path is 404 NotFound, a known
-//! path with another method 405 InvalidInput.
+//! Errors: 400 InvalidInput, 404 NotFound, 409 Conflict, 403 Forbidden, 503 Unavailable,
+//! 500 Internal, with body `{"errorType": ..., "errorMessage": ...}`; an unknown path is 404
+//! NotFound, a known path with another method 405 InvalidInput.
 
 use serde_json::{json, Map, Value};
 
@@ -42,6 +42,7 @@ pub fn status_of(kind: ErrorKind) -> u16 {
         ErrorKind::InvalidInput => 400,
         ErrorKind::NotFound => 404,
         ErrorKind::Conflict => 409,
+        ErrorKind::Forbidden => 403,
         ErrorKind::Unavailable => 503,
         ErrorKind::Internal => 500,
     }

@@ -1,6 +1,7 @@
 //! LTI 1.3 storage over PostgreSQL for AWS Lambda: configuration, the container's database
 //! connection and caches, the storage operations, migrations and the expiry cleanup.
 
+pub mod access;
 pub mod cache;
 pub mod cleanup;
 pub mod config;

@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::access::{Access, Surface};
 use crate::error::{Error, Result};
 use crate::http::{Input, Reply, Route};
 use crate::input::{json_type, Timestamp};
@@ -104,13 +105,13 @@ pub struct SetRegistrationSession {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct NoArgs {}
 
-/// Defines every operation once: the variant of `Request` and its arguments, the op name, the
-/// HTTP route (method, path whose `{name}` segments are arguments, where the other arguments
+/// Defines every operation once: the variant of `Request` and its arguments, the op name,
+/// which callers it is for, the HTTP route (method, path whose `{name}` segments are arguments, where the other arguments
 /// come from, how the result is answered) and what it does. `Request`, `OPS`, parsing, the
 /// dispatch in `Storage::handle` and the HTTP routes all derive from this one table.
 macro_rules! operations {
     ($(
-        $variant:ident($args:ty) = $name:literal,
+        $variant:ident($args:ty) = $name:literal for $access:expr,
             $method:literal $path:literal $input:expr => $reply:expr,
             |$storage:ident, $request:pat_param| $call:expr;
     )*) => {
@@ -143,6 +144,13 @@ macro_rules! operations {
                     $(Request::$variant(_) => $name,)*
                 }
             }
+
+            /// Which callers the op is for.
+            pub fn access(&self) -> Access {
+                match self {
+                    $(Request::$variant(_) => $access,)*
+                }
+            }
         }
 
         impl Storage {
@@ -160,70 +168,70 @@ macro_rules! operations {
 }
 
 operations! {
-    ListClients(NoArgs) = "listClients",
+    ListClients(NoArgs) = "listClients" for Access::Admin,
         "GET" "/clients" Input::None => Reply::Ok,
         |s, _| s.list_clients().await;
-    GetClientById(ClientRef) = "getClientById",
+    GetClientById(ClientRef) = "getClientById" for Access::Admin,
         "GET" "/clients/{clientId}" Input::None => Reply::Found("no client with this id"),
         |s, r| s.get_client_by_id(&r.client_id).await;
-    AddClient(AddClient) = "addClient",
+    AddClient(AddClient) = "addClient" for Access::Registration,
         "POST" "/clients" Input::Body("client") => Reply::CreatedId,
         |s, r| s.add_client(&r.client).await;
-    UpdateClient(UpdateClient) = "updateClient",
+    UpdateClient(UpdateClient) = "updateClient" for Access::Admin,
         "PATCH" "/clients/{clientId}" Input::Body("client") => Reply::NoContent,
         |s, r| s.update_client(&r.client_id, &r.client).await;
-    DeleteClient(ClientRef) = "deleteClient",
+    DeleteClient(ClientRef) = "deleteClient" for Access::Admin,
         "DELETE" "/clients/{clientId}" Input::None => Reply::NoContent,
         |s, r| s.delete_client(&r.client_id).await;
-    ListDeployments(ClientRef) = "listDeployments",
+    ListDeployments(ClientRef) = "listDeployments" for Access::Admin,
         "GET" "/clients/{clientId}/deployments" Input::None => Reply::Ok,
         |s, r| s.list_deployments(&r.client_id).await;
-    GetDeployment(DeploymentRef) = "getDeployment",
+    GetDeployment(DeploymentRef) = "getDeployment" for Access::Admin,
         "GET" "/clients/{clientId}/deployments/{deploymentId}" Input::None
             => Reply::Found("this client has no deployment with this id"),
         |s, r| s.get_deployment(&r.client_id, &r.deployment_id).await;
-    AddDeployment(AddDeployment) = "addDeployment",
+    AddDeployment(AddDeployment) = "addDeployment" for Access::Registration,
         "POST" "/clients/{clientId}/deployments" Input::Body("deployment") => Reply::CreatedId,
         |s, r| s.add_deployment(&r.client_id, &r.deployment).await;
-    UpdateDeployment(UpdateDeployment) = "updateDeployment",
+    UpdateDeployment(UpdateDeployment) = "updateDeployment" for Access::Admin,
         "PATCH" "/clients/{clientId}/deployments/{deploymentId}" Input::Body("deployment")
             => Reply::NoContent,
         |s, r| s.update_deployment(&r.client_id, &r.deployment_id, &r.deployment).await;
-    DeleteDeployment(DeploymentRef) = "deleteDeployment",
+    DeleteDeployment(DeploymentRef) = "deleteDeployment" for Access::Admin,
         "DELETE" "/clients/{clientId}/deployments/{deploymentId}" Input::None => Reply::NoContent,
         |s, r| s.delete_deployment(&r.client_id, &r.deployment_id).await;
-    StoreNonce(StoreNonce) = "storeNonce",
+    StoreNonce(StoreNonce) = "storeNonce" for Access::Runtime,
         "POST" "/nonces" Input::WholeBody => Reply::Created,
         |s, r| s.store_nonce(&r.nonce, r.expires_at).await;
-    ValidateNonce(NonceRef) = "validateNonce",
+    ValidateNonce(NonceRef) = "validateNonce" for Access::Runtime,
         "POST" "/nonces/{nonce}/validate" Input::None => Reply::Valid,
         |s, r| s.validate_nonce(&r.nonce).await;
-    AddSession(AddSession) = "addSession",
+    AddSession(AddSession) = "addSession" for Access::Runtime,
         "POST" "/sessions" Input::Body("session") => Reply::CreatedId,
         |s, r| s.add_session(&r.session).await;
-    GetSession(SessionRef) = "getSession",
+    GetSession(SessionRef) = "getSession" for Access::Runtime,
         "GET" "/sessions/{sessionId}" Input::None
             => Reply::Found("no session with this id, or it has expired"),
         |s, r| s.get_session(&r.session_id).await;
-    GetLaunchConfig(LaunchConfigRef) = "getLaunchConfig",
+    GetLaunchConfig(LaunchConfigRef) = "getLaunchConfig" for Access::Runtime,
         "GET" "/launch-config" Input::Query
             => Reply::Found("no launch config for this iss, clientId and deploymentId"),
         |s, r| s.get_launch_config(&r.iss, &r.client_id, &r.deployment_id).await;
     // Launch configs are derived from clients and deployments: nothing to store.
-    SaveLaunchConfig(SaveLaunchConfig) = "saveLaunchConfig",
+    SaveLaunchConfig(SaveLaunchConfig) = "saveLaunchConfig" for Access::Runtime,
         "PUT" "/launch-config" Input::Body("launchConfig") => Reply::NoContent,
         |_s, _| Ok::<_, Error>(Value::Null);
-    SetRegistrationSession(SetRegistrationSession) = "setRegistrationSession",
+    SetRegistrationSession(SetRegistrationSession) = "setRegistrationSession" for Access::Registration,
         "PUT" "/registration-sessions/{sessionId}" Input::Body("session") => Reply::NoContent,
         |s, r| s.set_registration_session(&r.session_id, &r.session).await;
-    GetRegistrationSession(SessionRef) = "getRegistrationSession",
+    GetRegistrationSession(SessionRef) = "getRegistrationSession" for Access::Registration,
         "GET" "/registration-sessions/{sessionId}" Input::None
             => Reply::Found("no registration session with this id, or it has expired"),
         |s, r| s.get_registration_session(&r.session_id).await;
-    DeleteRegistrationSession(SessionRef) = "deleteRegistrationSession",
+    DeleteRegistrationSession(SessionRef) = "deleteRegistrationSession" for Access::Registration,
         "DELETE" "/registration-sessions/{sessionId}" Input::None => Reply::NoContent,
         |s, r| s.delete_registration_session(&r.session_id).await;
-    Migrate(NoArgs) = "migrate",
+    Migrate(NoArgs) = "migrate" for Access::Admin,
         "POST" "/migrate" Input::None => Reply::Ok,
         |s, _| migrate::migrate(s.database(), migrate::INVOCATION_TIME_LIMIT)
             .await
@@ -265,6 +273,27 @@ fn unknown_op(op: &str) -> Error {
 }
 
 const MAX_QUOTED_OP: usize = 32;
+
+impl Storage {
+    /// `handle` for an invocation through `surface`: an op the surface does not answer is
+    /// Forbidden, and nothing is read or written.
+    pub async fn handle_on(&self, surface: Surface, request: Request) -> Result<Value> {
+        if !surface.allows(request.access(), self.dynamic_registration()) {
+            return Err(Error::forbidden(format!(
+                "{} is not answered by the {} alias of the storage function; call it through \
+                 the admin alias{}",
+                request.op(),
+                surface.as_str(),
+                if request.access() == Access::Registration {
+                    ", or deploy with dynamic registration enabled"
+                } else {
+                    ""
+                }
+            )));
+        }
+        self.handle(request).await
+    }
+}
 
 fn to_json(value: impl serde::Serialize) -> Result<Value> {
     serde_json::to_value(value)

@@ -3,6 +3,7 @@
 
 mod support;
 
+use lti_storage::access::{Access, Surface};
 use lti_storage::http::{route, status_of, NoRoute, Reply};
 use lti_storage::request::{LaunchConfigRef, Request, OPS, ROUTES};
 use lti_storage::{ErrorKind, Storage};
@@ -26,12 +27,31 @@ fn table_after(heading: &str) -> Vec<Vec<&'static str>> {
 }
 
 #[test]
-fn the_operations_table_lists_every_op_in_order() {
-    let documented: Vec<&str> = table_after("### Direct invocation")
-        .iter()
-        .map(|row| row[0])
-        .collect();
+fn the_operations_table_lists_every_op_in_order_with_its_alias() {
+    let rows = table_after("### Direct invocation");
+    let documented: Vec<&str> = rows.iter().map(|row| row[0]).collect();
     assert_eq!(documented, OPS);
+    for row in rows {
+        let alias = match access_of(row[0]) {
+            Access::Runtime => "runtime",
+            Access::Registration => "registration",
+            Access::Admin => "admin",
+        };
+        assert_eq!(row.get(3).copied(), Some(alias), "{}", row[0]);
+    }
+}
+
+/// The access of `op`, from a payload every op accepts.
+fn access_of(op: &str) -> Access {
+    let id = "11111111-1111-4111-8111-111111111111";
+    let payload = json!({"op": op, "clientId": id, "deploymentId": id, "sessionId": id,
+        "nonce": "n", "expiresAt": 0, "iss": "i", "launchConfig": {},
+        "client": {"name": "n", "iss": "i", "clientId": "c", "authUrl": "a", "tokenUrl": "t",
+                   "jwksUrl": "j"},
+        "deployment": {"deploymentId": "d"}, "session": {"id": id, "expiresAt": 0}});
+    Request::from_payload(payload)
+        .expect("a payload every op accepts")
+        .access()
 }
 
 #[test]
@@ -192,6 +212,14 @@ async fn every_cause_in_the_errors_table_gives_its_error_type() {
     }
     let lookup = json!({"op": "getClientById", "clientId": "x"});
     assert_eq!(call(&storage, lookup).await, Ok(Value::Null));
+
+    listed(Forbidden, "an admin op through `runtime`");
+    let admin_op = Request::from_payload(json!({"op": "listClients"})).unwrap();
+    let err = storage
+        .handle_on(Surface::Runtime, admin_op)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, Forbidden);
 
     // Unavailable: the database cannot be reached.
     listed(Unavailable, "could not be reached");

@@ -3,6 +3,7 @@ export const STORAGE_ERROR_TYPES = [
   'InvalidInput',
   'NotFound',
   'Conflict',
+  'Forbidden',
   'Unavailable',
   'Internal',
 ] as const;
@@ -16,6 +17,7 @@ export type StorageErrorType = (typeof STORAGE_ERROR_TYPES)[number];
  * - `InvalidInput`: the call is wrong (fix it, do not retry).
  * - `NotFound`: the client or deployment to change does not exist.
  * - `Conflict`: a duplicate (same platform, same deployment, a nonce stored twice).
+ * - `Forbidden`: the alias invoked does not answer this op (an admin op through `runtime`).
  * - `Unavailable`: the database, or the function itself, could not be reached in time.
  *   `retryable` is true; the client has already retried what is safe to retry.
  * - `Internal`: anything else, e.g. migrations not applied or the function crashed.

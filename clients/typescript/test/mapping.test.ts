@@ -232,7 +232,7 @@ describe('what is repeated', () => {
   }
 
   it('errors that would fail again are not repeated', async () => {
-    for (const type of ['InvalidInput', 'NotFound', 'Conflict', 'Internal']) {
+    for (const type of ['InvalidInput', 'NotFound', 'Conflict', 'Forbidden', 'Internal']) {
       const { storage, calls } = await storageAnswering(() => functionError(type, 'x'));
       await expect(storage.getSession('s')).rejects.toMatchObject({ type });
       expect(calls).toHaveLength(1);

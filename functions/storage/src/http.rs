@@ -5,6 +5,7 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::header::{HeaderValue, CONTENT_TYPE};
 use base64::Engine;
+use lti_storage::access::Surface;
 use lti_storage::http::{parse_query, route, Response};
 use lti_storage::{Error, Storage};
 use serde_json::Value;
@@ -15,9 +16,9 @@ pub fn is_http_event(payload: &Value) -> bool {
 }
 
 /// Answers one HTTP event; returns the op (for the log line) and the response.
-pub async fn handle(storage: &Storage, payload: Value) -> (&'static str, Value) {
+pub async fn handle(storage: &Storage, surface: Surface, payload: Value) -> (&'static str, Value) {
     let (op, response) = match serde_json::from_value::<ApiGatewayV2httpRequest>(payload) {
-        Ok(request) => answer(storage, request).await,
+        Ok(request) => answer(storage, surface, request).await,
         Err(_) => (
             "invalid",
             Response::error(&Error::invalid_input(
@@ -28,7 +29,11 @@ pub async fn handle(storage: &Storage, payload: Value) -> (&'static str, Value) 
     (op, to_event(response))
 }
 
-async fn answer(storage: &Storage, request: ApiGatewayV2httpRequest) -> (&'static str, Response) {
+async fn answer(
+    storage: &Storage,
+    surface: Surface,
+    request: ApiGatewayV2httpRequest,
+) -> (&'static str, Response) {
     let body = match request_body(&request) {
         Ok(body) => body,
         Err(err) => return ("invalid", Response::error(&err)),
@@ -48,7 +53,7 @@ async fn answer(storage: &Storage, request: ApiGatewayV2httpRequest) -> (&'stati
             let op = request.op();
             (
                 op,
-                Response::from_result(reply, storage.handle(request).await),
+                Response::from_result(reply, storage.handle_on(surface, request).await),
             )
         }
     }

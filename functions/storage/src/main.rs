@@ -7,6 +7,7 @@ mod http;
 use std::time::Instant;
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use lti_storage::access::Surface;
 use lti_storage::{Request, Storage};
 use serde_json::Value;
 
@@ -28,23 +29,25 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 
     let storage = &storage;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle(storage, event.payload).await
+        let surface = Surface::of_invoked_arn(&event.context.invoked_function_arn);
+        handle(storage, surface, event.payload).await
     }))
     .await
 }
 
-/// Parses the payload, calls the storage, and logs one line: op, outcome, duration.
-async fn handle(storage: &Storage, payload: Value) -> Result<Value, Diagnostic> {
+/// Parses the payload, calls the storage through the invoked alias's surface, and logs one
+/// line: op, outcome, duration.
+async fn handle(storage: &Storage, surface: Surface, payload: Value) -> Result<Value, Diagnostic> {
     let started = Instant::now();
     if http::is_http_event(&payload) {
-        let (op, response) = http::handle(storage, payload).await;
+        let (op, response) = http::handle(storage, surface, payload).await;
         let status = response["statusCode"].as_u64().unwrap_or_default();
         let duration_us = started.elapsed().as_micros() as u64;
         tracing::info!(op, outcome = "http", status, duration_us); // the status is the outcome
         return Ok(response);
     }
     let (op, result) = match Request::from_payload(payload) {
-        Ok(request) => (request.op(), storage.handle(request).await),
+        Ok(request) => (request.op(), storage.handle_on(surface, request).await),
         Err(err) => ("invalid", Err(err)),
     };
     let duration_us = started.elapsed().as_micros() as u64;

@@ -32,6 +32,7 @@ pub struct Storage {
     sessions: TtlCache<Uuid, Value>,
     session_ttl: Duration,
     cleanup_batch_size: u32,
+    dynamic_registration: bool,
 }
 
 impl Storage {
@@ -53,7 +54,13 @@ impl Storage {
             ),
             session_ttl: config.session_ttl,
             cleanup_batch_size: config.cleanup_batch_size,
+            dynamic_registration: config.dynamic_registration,
         })
+    }
+
+    /// Whether the runtime surface answers dynamic registration's operations.
+    pub fn dynamic_registration(&self) -> bool {
+        self.dynamic_registration
     }
 
     pub fn database(&self) -> &Database {
