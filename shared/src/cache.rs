@@ -1,42 +1,97 @@
 //! Bounded, per-container caches whose entries expire.
 //!
 //! quick_cache bounds the size (it evicts before it grows past capacity) but has no expiry:
-//! each entry carries its own deadline, checked on read.
+//! each entry carries its own deadline, checked on read. Entries are weighed by an estimate of
+//! the memory they hold, so a cache stays within both an entry count and a byte budget
+//! whatever its values' sizes.
 
 use std::hash::Hash;
+use std::mem::size_of;
 use std::time::{Duration, Instant};
 
 use quick_cache::sync::Cache;
+use quick_cache::Weighter;
+use serde_json::Value;
+
+/// An estimate of the memory a value holds: its own size and what it owns on the heap.
+pub trait Footprint {
+    fn footprint(&self) -> usize;
+}
+
+impl Footprint for uuid::Uuid {
+    fn footprint(&self) -> usize {
+        size_of::<Self>()
+    }
+}
+
+impl Footprint for String {
+    fn footprint(&self) -> usize {
+        size_of::<Self>() + self.capacity()
+    }
+}
+
+impl Footprint for Value {
+    fn footprint(&self) -> usize {
+        /// A map entry: the key and the tree node's share around it.
+        const MAP_ENTRY: usize = size_of::<String>() + 16;
+        size_of::<Value>()
+            + match self {
+                Value::String(text) => text.capacity(),
+                Value::Array(items) => items.iter().map(Footprint::footprint).sum(),
+                Value::Object(map) => map
+                    .iter()
+                    .map(|(key, value)| MAP_ENTRY + key.capacity() + value.footprint())
+                    .sum(),
+                Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+            }
+    }
+}
 
 /// What a lookup found: `Some(value)`, or `None` for a remembered miss.
 #[derive(Clone)]
 struct Entry<V> {
     found: Option<V>,
     expires: Instant,
+    /// Computed once at insert: weighing happens during eviction.
+    weight: u64,
+}
+
+/// An entry weighs its footprint, and at least `budget / capacity`, so that no more than
+/// `capacity` entries fit in the byte budget.
+#[derive(Clone)]
+struct ByFootprint {
+    least: u64,
+}
+
+impl<K, V> Weighter<K, Entry<V>> for ByFootprint {
+    fn weight(&self, _key: &K, entry: &Entry<V>) -> u64 {
+        entry.weight.max(self.least)
+    }
 }
 
 pub struct TtlCache<K, V> {
-    entries: Cache<K, Entry<V>>,
+    entries: Cache<K, Entry<V>, ByFootprint>,
     hit_ttl: Duration,
     miss_ttl: Duration,
 }
 
 impl<K, V> TtlCache<K, V>
 where
-    K: Eq + Hash + Clone,
-    V: Clone,
+    K: Eq + Hash + Clone + Footprint,
+    V: Clone + Footprint,
 {
-    /// `capacity` 0 or `hit_ttl` 0 turns the cache off.
-    pub fn new(capacity: usize, hit_ttl: Duration, miss_ttl: Duration) -> Self {
+    /// At most `capacity` entries weighing at most `bytes`; `capacity`, `bytes` or `hit_ttl`
+    /// 0 turns the cache off.
+    pub fn new(capacity: usize, bytes: usize, hit_ttl: Duration, miss_ttl: Duration) -> Self {
+        let off = capacity == 0 || bytes == 0;
+        // quick_cache needs room for one entry; a zero TTL then keeps it empty.
+        let capacity = capacity.max(1);
+        let bytes = (bytes as u64).max(1);
+        let least = (bytes / capacity as u64).max(1);
         TtlCache {
-            // quick_cache needs room for one entry; a zero TTL then keeps it empty.
-            entries: Cache::new(capacity.max(1)),
-            hit_ttl: if capacity == 0 {
-                Duration::ZERO
-            } else {
-                hit_ttl
-            },
-            miss_ttl: if capacity == 0 || hit_ttl.is_zero() {
+            entries: Cache::with_weighter(capacity, bytes, ByFootprint { least }),
+            hit_ttl: if off { Duration::ZERO } else { hit_ttl },
+            miss_ttl: if off || hit_ttl.is_zero() {
                 Duration::ZERO
             } else {
                 miss_ttl
@@ -55,7 +110,8 @@ where
     }
 
     /// Remembers what a lookup found, for the hit or the miss TTL, and for no longer than
-    /// `not_after` (the value's own expiry) when given.
+    /// `not_after` (the value's own expiry) when given. An entry too heavy for the cache is
+    /// not kept.
     pub fn insert(&self, key: K, found: Option<V>, not_after: Option<Instant>) {
         let ttl = if found.is_some() {
             self.hit_ttl
@@ -69,11 +125,15 @@ where
         if let Some(not_after) = not_after {
             expires = expires.min(not_after);
         }
-        self.entries.insert(key, Entry { found, expires });
-    }
-
-    pub fn remove(&self, key: &K) {
-        self.entries.remove(key);
+        let footprint = size_of::<Entry<V>>()
+            + key.footprint()
+            + found.as_ref().map_or(0, Footprint::footprint);
+        let entry = Entry {
+            found,
+            expires,
+            weight: footprint as u64,
+        };
+        self.entries.insert(key, entry);
     }
 
     /// Drops every entry whose key matches.
@@ -89,11 +149,68 @@ where
         self.entries.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+    /// The estimated memory the entries hold now.
+    pub fn weight(&self) -> u64 {
+        self.entries.weight()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn session(bytes: usize) -> Value {
+        json!({ "user": "u".repeat(bytes) })
     }
 
-    pub fn capacity(&self) -> u64 {
-        self.entries.capacity()
+    #[test]
+    fn the_byte_budget_bounds_the_cache_whatever_the_entry_count_allows() {
+        let cache = TtlCache::new(1000, 1024 * 1024, MINUTE, MINUTE);
+        for _ in 0..200 {
+            cache.insert(uuid::Uuid::new_v4(), Some(session(64 * 1024)), None);
+        }
+        assert!(cache.weight() <= 1024 * 1024, "{}", cache.weight());
+        assert!(
+            cache.len() < 16,
+            "{} entries of 64 KiB in 1 MiB",
+            cache.len()
+        );
+    }
+
+    #[test]
+    fn the_entry_count_bounds_the_cache_whatever_the_bytes_allow() {
+        let cache = TtlCache::new(100, 64 * 1024 * 1024, MINUTE, MINUTE);
+        for _ in 0..1000 {
+            cache.insert(uuid::Uuid::new_v4(), Some(session(10)), None);
+        }
+        assert!(cache.len() <= 100, "{}", cache.len());
+    }
+
+    #[test]
+    fn an_entry_heavier_than_the_cache_is_not_kept() {
+        let cache = TtlCache::new(10, 64 * 1024, MINUTE, MINUTE);
+        let key = uuid::Uuid::new_v4();
+        cache.insert(key, Some(session(128 * 1024)), None);
+        assert_eq!(cache.get(&key), None);
+    }
+
+    #[test]
+    fn entries_expire_at_their_own_deadline_and_misses_are_remembered() {
+        let cache = TtlCache::new(10, 64 * 1024, MINUTE, MINUTE);
+        let (soon, miss) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        cache.insert(soon, Some(session(1)), Some(Instant::now()));
+        cache.insert(miss, None, None);
+        assert_eq!(cache.get(&soon), None);
+        assert_eq!(cache.get(&miss), Some(None));
+    }
+
+    #[test]
+    fn a_value_weighs_at_least_its_text() {
+        let text = "x".repeat(10_000);
+        assert!(json!({ "a": [text.clone(), text] }).footprint() >= 20_000);
+        assert!(json!(null).footprint() >= size_of::<Value>());
     }
 }

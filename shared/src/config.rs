@@ -128,7 +128,10 @@ impl DatabaseConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheConfig {
     pub ttl: Duration,
+    /// At most this many entries...
     pub capacity: usize,
+    /// ...weighing at most this many bytes in memory, by estimate.
+    pub bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +146,8 @@ pub struct Config {
     pub connection_idle_check: Duration,
     /// How long a session lives after `addSession`.
     pub session_ttl: Duration,
+    /// The largest session or registration session stored, as JSON text.
+    pub max_session_bytes: usize,
     pub launch_config_cache: CacheConfig,
     pub session_cache: CacheConfig,
     /// How long a lookup that found nothing is remembered.
@@ -159,6 +164,8 @@ pub struct Config {
 }
 
 const SECONDS_IN_A_YEAR: u64 = 365 * 24 * 3600;
+/// A cache budget beyond the largest Lambda function's memory (10 GB) is a mistake.
+const MAX_CACHE_BYTES: u64 = 10 * 1024 * 1024 * 1024;
 /// Lambda's longest timeout: a time limit beyond it is a mistake.
 const MAX_TIME_LIMIT_MS: u64 = 15 * 60 * 1000;
 
@@ -182,6 +189,7 @@ impl Config {
         let millis =
             |name, default| number(name, default, 1, MAX_TIME_LIMIT_MS).map(Duration::from_millis);
         let capacity = |name| number(name, 1000, 0, 1_000_000).map(|n| n as usize);
+        let bytes = |name, default| number(name, default, 0, MAX_CACHE_BYTES).map(|n| n as usize);
         let flag = |name, default| match lookup(name).as_deref().map(str::trim) {
             None | Some("") => Ok(default),
             Some("true") => Ok(true),
@@ -205,13 +213,17 @@ impl Config {
             connection_idle_check: number("CONNECTION_IDLE_CHECK_MS", 30_000, 0, MAX_TIME_LIMIT_MS)
                 .map(Duration::from_millis)?,
             session_ttl: seconds("SESSION_TTL_SECS", 24 * 3600, 1)?,
+            max_session_bytes: number("MAX_SESSION_BYTES", 64 * 1024, 1024, 6 * 1024 * 1024)?
+                as usize,
             launch_config_cache: CacheConfig {
                 ttl: seconds("LAUNCH_CONFIG_CACHE_TTL_SECS", 15 * 60, 0)?,
                 capacity: capacity("LAUNCH_CONFIG_CACHE_CAPACITY")?,
+                bytes: bytes("LAUNCH_CONFIG_CACHE_BYTES", 4 * 1024 * 1024)?,
             },
             session_cache: CacheConfig {
                 ttl: seconds("SESSION_CACHE_TTL_SECS", 5 * 60, 0)?,
                 capacity: capacity("SESSION_CACHE_CAPACITY")?,
+                bytes: bytes("SESSION_CACHE_BYTES", 16 * 1024 * 1024)?,
             },
             miss_ttl: seconds("MISS_CACHE_TTL_SECS", 30, 0)?,
             change_check_interval: number("CHANGE_CHECK_INTERVAL_MS", 5000, 0, MAX_TIME_LIMIT_MS)

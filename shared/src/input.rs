@@ -23,13 +23,26 @@ pub fn uuid(field: &str, value: &str) -> Result<Uuid> {
     })
 }
 
+/// The longest URL a client may hold (`authUrl`, `tokenUrl`, `jwksUrl`): far above real
+/// endpoints, and it bounds what each cached launch config can weigh.
+pub const URL_LIMIT: usize = 2048;
+
 /// Text for a `varchar(255)` column: no NUL, at most 255 characters, never truncated.
 pub fn short_text<'a>(field: &str, value: &'a str) -> Result<&'a str> {
+    bounded_text(field, value, VARCHAR_LIMIT)
+}
+
+/// A URL: text of at most `URL_LIMIT` characters.
+pub fn url<'a>(field: &str, value: &'a str) -> Result<&'a str> {
+    bounded_text(field, value, URL_LIMIT)
+}
+
+fn bounded_text<'a>(field: &str, value: &'a str, limit: usize) -> Result<&'a str> {
     let value = text(field, value)?;
     let length = value.chars().count();
-    if length > VARCHAR_LIMIT {
+    if length > limit {
         return Err(Error::invalid_input(format!(
-            "{field} is {length} characters long; the limit is {VARCHAR_LIMIT}"
+            "{field} is {length} characters long; the limit is {limit}"
         )));
     }
     Ok(value)
@@ -43,6 +56,32 @@ pub fn text<'a>(field: &str, value: &'a str) -> Result<&'a str> {
         )));
     }
     Ok(value)
+}
+
+/// Session contents: at most `limit` bytes as JSON text (what the caller sent, near enough),
+/// so that no session can take a container's memory.
+pub fn json_size(field: &str, value: &serde_json::Value, limit: usize) -> Result<()> {
+    /// Counts what serde_json writes, without keeping it.
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, value)
+        .map_err(|_| Error::invalid_input(format!("{field} cannot be written as JSON")))?;
+    if counter.0 > limit {
+        return Err(Error::invalid_input(format!(
+            "{field} is {} bytes as JSON; the limit is {limit} (MAX_SESSION_BYTES)",
+            counter.0
+        )));
+    }
+    Ok(())
 }
 
 /// JSON stored in a `jsonb` column: no NUL in any string or key (`\u0000` is refused by

@@ -284,3 +284,46 @@ fn http_errors_and_queries_are_what_the_readme_says() {
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidInput);
 }
+
+/// Every variable the configuration reads is in the README's table, and each documented
+/// default is the one the code applies.
+#[test]
+fn the_configuration_table_is_every_variable_with_its_default() {
+    let rows = table_after("## Configuration");
+    let documented: Vec<&str> = rows.iter().map(|row| row[0]).collect();
+    let url = "postgres://u@127.0.0.1:5432/db";
+    let read = std::cell::RefCell::new(Vec::new());
+    lti_storage::Config::from_lookup(|name| {
+        read.borrow_mut().push(name.to_string());
+        (name == "DATABASE_URL").then(|| url.to_string())
+    })
+    .unwrap();
+    for name in read.borrow().iter() {
+        assert!(
+            documented.contains(&name.as_str()),
+            "{name} is not in the table"
+        );
+    }
+    let config_with = |var: &str, value: &str| {
+        lti_storage::Config::from_lookup(|name| match name {
+            "DATABASE_URL" => Some(url.to_string()),
+            _ if name == var => Some(value.to_string()),
+            _ => None,
+        })
+    };
+    let defaults = format!("{:?}", config_with("", "").unwrap());
+    for row in &rows {
+        let (variable, default) = (row[0], row[1]);
+        if ["DATABASE_URL", "PGSSLROOTCERT"].contains(&variable) {
+            continue;
+        }
+        assert!(
+            read.borrow().iter().any(|name| name == variable),
+            "{variable} is never read"
+        );
+        let documented = config_with(variable, default).unwrap();
+        assert_eq!(format!("{documented:?}"), defaults, "{variable}={default}");
+        let err = config_with(variable, "not a value").unwrap_err();
+        assert_eq!(err.variable, variable);
+    }
+}

@@ -16,6 +16,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::Storage;
+use crate::cache::Footprint;
 use crate::db::{column, lock, Retry};
 use crate::error::{Error, Result};
 use crate::input;
@@ -31,6 +32,28 @@ pub struct LaunchConfigKey {
     pub iss: String,
     pub client_id: String,
     pub deployment_id: String,
+}
+
+impl Footprint for LaunchConfigKey {
+    fn footprint(&self) -> usize {
+        self.iss.footprint() + self.client_id.footprint() + self.deployment_id.footprint()
+    }
+}
+
+impl Footprint for LaunchConfig {
+    fn footprint(&self) -> usize {
+        [
+            &self.iss,
+            &self.client_id,
+            &self.deployment_id,
+            &self.auth_url,
+            &self.token_url,
+            &self.jwks_url,
+        ]
+        .into_iter()
+        .map(Footprint::footprint)
+        .sum()
+    }
 }
 
 /// The change counter as this container last read it, and when.
@@ -67,18 +90,19 @@ fn check_new_client(client: &NewClient) -> Result<()> {
     input::short_text("client.name", &client.name)?;
     input::short_text("client.iss", &client.iss)?;
     input::short_text("client.clientId", &client.client_id)?;
-    input::text("client.authUrl", &client.auth_url)?;
-    input::text("client.tokenUrl", &client.token_url)?;
-    input::text("client.jwksUrl", &client.jwks_url)?;
+    input::url("client.authUrl", &client.auth_url)?;
+    input::url("client.tokenUrl", &client.token_url)?;
+    input::url("client.jwksUrl", &client.jwks_url)?;
     Ok(())
 }
 
-fn check_optional(field: &str, value: Option<&str>, short: bool) -> Result<()> {
-    match value {
-        Some(value) if short => input::short_text(field, value).map(drop),
-        Some(value) => input::text(field, value).map(drop),
-        None => Ok(()),
-    }
+/// Checks a field that may be absent with `check`.
+fn check_optional<'a>(
+    field: &str,
+    value: Option<&'a str>,
+    check: fn(&str, &'a str) -> Result<&'a str>,
+) -> Result<()> {
+    value.map_or(Ok(()), |value| check(field, value).map(drop))
 }
 
 impl Storage {
@@ -217,12 +241,16 @@ impl Storage {
 
     pub async fn update_client(&self, client_id: &str, update: &ClientUpdate) -> Result<()> {
         let id = input::uuid("clientId", client_id)?;
-        check_optional("client.name", update.name.as_deref(), true)?;
-        check_optional("client.iss", update.iss.as_deref(), true)?;
-        check_optional("client.clientId", update.client_id.as_deref(), true)?;
-        check_optional("client.authUrl", update.auth_url.as_deref(), false)?;
-        check_optional("client.tokenUrl", update.token_url.as_deref(), false)?;
-        check_optional("client.jwksUrl", update.jwks_url.as_deref(), false)?;
+        check_optional("client.name", update.name.as_deref(), input::short_text)?;
+        check_optional("client.iss", update.iss.as_deref(), input::short_text)?;
+        check_optional(
+            "client.clientId",
+            update.client_id.as_deref(),
+            input::short_text,
+        )?;
+        check_optional("client.authUrl", update.auth_url.as_deref(), input::url)?;
+        check_optional("client.tokenUrl", update.token_url.as_deref(), input::url)?;
+        check_optional("client.jwksUrl", update.jwks_url.as_deref(), input::url)?;
         // Returns the old (iss, clientId) too: cached launch configs under it must go.
         let row = self
             .db
@@ -329,11 +357,15 @@ impl Storage {
     ) -> Result<Uuid> {
         let client = input::uuid("clientId", client_id)?;
         input::short_text("deployment.deploymentId", &deployment.deployment_id)?;
-        check_optional("deployment.name", deployment.name.as_deref(), true)?;
+        check_optional(
+            "deployment.name",
+            deployment.name.as_deref(),
+            input::short_text,
+        )?;
         check_optional(
             "deployment.description",
             deployment.description.as_deref(),
-            false,
+            input::text,
         )?;
         // Chosen here for the same reason as in add_client.
         let id = Uuid::new_v4();
@@ -374,12 +406,12 @@ impl Storage {
         check_optional(
             "deployment.deploymentId",
             update.deployment_id.as_deref(),
-            true,
+            input::short_text,
         )?;
         let name = update.name.as_ref().map(Option::as_deref);
         let description = update.description.as_ref().map(Option::as_deref);
-        check_optional("deployment.name", name.flatten(), true)?;
-        check_optional("deployment.description", description.flatten(), false)?;
+        check_optional("deployment.name", name.flatten(), input::short_text)?;
+        check_optional("deployment.description", description.flatten(), input::text)?;
         let row = self
             .db
             .run(Retry::Safe, "deployment", |db| async move {

@@ -31,6 +31,7 @@ pub struct Storage {
     /// Whole sessions (with their `id`), by id.
     sessions: TtlCache<Uuid, Value>,
     session_ttl: Duration,
+    max_session_bytes: usize,
     cleanup_batch_size: u32,
     dynamic_registration: bool,
 }
@@ -42,6 +43,7 @@ impl Storage {
             db: Database::new(config)?,
             launch_configs: TtlCache::new(
                 config.launch_config_cache.capacity,
+                config.launch_config_cache.bytes,
                 config.launch_config_cache.ttl,
                 config.miss_ttl,
             ),
@@ -49,10 +51,12 @@ impl Storage {
             change_check_interval: config.change_check_interval,
             sessions: TtlCache::new(
                 config.session_cache.capacity,
+                config.session_cache.bytes,
                 config.session_cache.ttl,
                 config.miss_ttl,
             ),
             session_ttl: config.session_ttl,
+            max_session_bytes: config.max_session_bytes,
             cleanup_batch_size: config.cleanup_batch_size,
             dynamic_registration: config.dynamic_registration,
         })
@@ -70,6 +74,11 @@ impl Storage {
     /// Entries held now in the launch-config and session caches.
     pub fn cached_entries(&self) -> (usize, usize) {
         (self.launch_configs.len(), self.sessions.len())
+    }
+
+    /// The estimated memory the launch-config and session caches hold now, in bytes.
+    pub fn cached_bytes(&self) -> (u64, u64) {
+        (self.launch_configs.weight(), self.sessions.weight())
     }
 
     pub fn cleanup_batch_size(&self) -> u32 {

@@ -63,6 +63,7 @@ impl Storage {
         data.remove("id");
         let data = Value::Object(data);
         input::json("session", &data)?;
+        input::json_size("session", &data, self.max_session_bytes)?;
         let ttl_secs = self.session_ttl.as_secs_f64();
         let stored = &data;
         // The conditional upsert makes a repeat after a lost answer harmless.
@@ -144,6 +145,7 @@ impl Storage {
         };
         let data = &Value::Object(session.clone());
         input::json("session", data)?;
+        input::json_size("session", data, self.max_session_bytes)?;
         self.db
             .run(Retry::Safe, "registration session", |db| async move {
                 db.query(
