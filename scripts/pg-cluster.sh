@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A disposable PostgreSQL cluster in a directory of its own, for scripts and tests:
-#   scripts/pg-cluster.sh create DIR [--password PW] [--tls CERT KEY] [-c name=value ...]
+#   scripts/pg-cluster.sh create DIR [--password PW [--auth M]] [--tls CERT KEY] [-c name=value ...]
 #       initdb in DIR (which must not exist), start on a free port of 127.0.0.1, print the URL.
-#       --password: scram-sha-256 auth for user postgres with PW (else trust);
+#       --password: password auth for user postgres with PW (else trust), by method M:
+#       scram-sha-256 (default), md5 or password (cleartext);
 #       --tls: serve TLS with this certificate and key; -c: server settings.
 #   scripts/pg-cluster.sh stop|start|restart DIR   (start again on the same port)
 #   scripts/pg-cluster.sh destroy DIR              stop and delete DIR
@@ -12,7 +13,7 @@
 set -euo pipefail
 
 log() { echo "pg-cluster: $*" >&2; }
-usage() { sed -n '2,11p' "$0" >&2; exit 2; }
+usage() { sed -n '2,12p' "$0" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 action=$1 dir=$2
 shift 2
@@ -91,10 +92,11 @@ case $action in
 create)
   [ ! -e "$dir" ] || { log "$dir exists already"; exit 1; }
   mkdir -p "$dir"
-  password="" settings=""
+  password="" method=scram-sha-256 settings=""
   while [ $# -gt 0 ]; do
     case $1 in
     --password) password=$2; shift 2 ;;
+    --auth) method=$2; shift 2 ;;
     --tls) cp "$2" "$dir/server.crt"; cp "$3" "$dir/server.key"; chmod 600 "$dir/server.key"
       settings+=" -c ssl=on -c ssl_cert_file='$dir/server.crt' -c ssl_key_file='$dir/server.key'"; shift 3 ;;
     -c) settings+=" -c $2"; shift 2 ;;
@@ -104,8 +106,13 @@ create)
   chown -R "$db_user" "$dir" && chmod 755 "$dir" # the server's user must own its files
   auth=(-A trust)
   if [ -n "$password" ]; then
+    if [ "$method" = md5 ]; then
+      # Stored as MD5 (as given, "md5" + md5(password + user)): a SCRAM secret would make
+      # the server ask for SCRAM instead.
+      password="md5$(printf '%s' "${password}postgres" | { md5sum 2>/dev/null || md5 -q; } | cut -c1-32)"
+    fi
     printf '%s\n' "$password" >"$dir/pwfile" && chown "$db_user" "$dir/pwfile"
-    auth=(-A scram-sha-256 --pwfile="$dir/pwfile")
+    auth=(-A "$method" --pwfile="$dir/pwfile")
   fi
   as_db_user "$initdb" -D "$dir/data" "${auth[@]}" -U postgres --no-sync -E UTF8 --locale=C \
     >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; log "initdb failed"; exit 1; }

@@ -11,12 +11,11 @@ use tokio::time::timeout;
 use tokio_postgres::error::SqlState;
 
 use postgres_types::{FromSql, ToSql, Type};
-use tokio_postgres::{Client, NoTls, Row, Statement};
-use tokio_postgres_rustls::MakeRustlsConnect;
+use tokio_postgres::{Client, Row, Statement};
 
-use crate::config::{Config, ConfigError, DatabaseConfig};
+use crate::config::{Config, ConfigError};
 use crate::error::{from_db, is_connection_error, Error};
-use crate::tls;
+use crate::tls::{self, Refused};
 
 /// Whether a call may be sent a second time after its connection failed under it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +28,7 @@ pub enum Retry {
 }
 
 pub struct Database {
-    config: DatabaseConfig,
-    tls: Option<MakeRustlsConnect>,
+    connector: tls::Connector,
     connect_timeout: Duration,
     query_timeout: Duration,
     idle_check_after: Duration,
@@ -51,8 +49,7 @@ impl Database {
     /// Checks the TLS set-up; opens nothing (the first call does).
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
         Ok(Database {
-            tls: tls::connector(&config.database)?,
-            config: config.database.clone(),
+            connector: tls::Connector::new(&config.database)?,
             connect_timeout: config.connect_timeout,
             query_timeout: config.query_timeout,
             idle_check_after: config.connection_idle_check,
@@ -180,18 +177,9 @@ impl Database {
     async fn connect(&self) -> Result<Client, Error> {
         let started = Instant::now();
         let connecting = async {
-            match &self.tls {
-                None => {
-                    let (client, connection) = self.config.postgres.connect(NoTls).await?;
-                    tokio::spawn(drive(connection));
-                    Ok(client)
-                }
-                Some(tls) => {
-                    let (client, connection) = self.config.postgres.connect(tls.clone()).await?;
-                    tokio::spawn(drive(connection));
-                    Ok(client)
-                }
-            }
+            let (client, connection) = self.connector.connect().await?;
+            tokio::spawn(drive(connection));
+            Ok(client)
         };
         let client = timeout(self.connect_timeout, connecting)
             .await
@@ -368,6 +356,22 @@ fn connect_error(err: tokio_postgres::Error) -> Error {
             return Error::unavailable("the database is starting up or shutting down; retry");
         }
     }
+    match Refused::of(&err) {
+        Some(Refused::ServerWithoutTls) => {
+            return Error::internal(
+                "the database server does not support TLS, but DATABASE_URL asks for it \
+                 (sslmode=require, verify-ca or verify-full)",
+            )
+        }
+        Some(Refused::PasswordRevealed(method)) => {
+            return Error::internal(format!(
+                "the database asked for the password in {method} over a connection that does \
+                 not verify its certificate; it was not sent: use sslmode=verify-full in \
+                 DATABASE_URL (Amazon RDS, Aurora and RDS Proxy need no root certificate)"
+            ))
+        }
+        None => {}
+    }
     // No SQLSTATE: network or TLS. tokio-postgres' text names only the kind of failure
     // ("error performing TLS handshake"); the reason is its source. Neither names the
     // password nor the query.
@@ -386,10 +390,6 @@ fn connect_error(err: tokio_postgres::Error) -> Error {
         ));
     }
     match cause {
-        Some(cause) if cause.to_string() == "server does not support TLS" => Error::internal(
-            "the database server does not support TLS, but DATABASE_URL asks for it \
-             (sslmode=require, verify-ca or verify-full)",
-        ),
         Some(cause) => {
             Error::unavailable(format!("could not connect to the database: {err}: {cause}"))
         }

@@ -1,6 +1,11 @@
-//! TLS to the database with the guarantees libpq gives for each `sslmode`.
+//! TLS to the database with the guarantees libpq gives for each `sslmode`, and one libpq does
+//! not give: the password is never revealed to a server whose identity was not checked.
 
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -10,12 +15,108 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio_postgres::config::{Host, SslNegotiation};
+use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
+use tokio_postgres::{Client, Connection, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{ConfigError, DatabaseConfig, SslMode};
 
-/// The connector for `config`, or `None` when TLS is disabled.
-pub(crate) fn connector(config: &DatabaseConfig) -> Result<Option<MakeRustlsConnect>, ConfigError> {
+/// The Amazon RDS, Aurora and RDS Proxy CA certificates (scripts/refresh-rds-ca.sh), trusted
+/// beside the Mozilla set when no root certificate is configured, so `verify-full` works
+/// against RDS without shipping a bundle.
+const AWS_RDS_ROOTS: &str = include_str!("../certs/aws-rds.pem");
+
+/// Opens the database connection as `sslmode` asks.
+///
+/// tokio-postgres sends the password as soon as the server asks for it, in cleartext or MD5
+/// too, and has no hook between the request and the answer. So it is told to use "direct" TLS,
+/// which makes it hand the bare socket to this module before it says anything; the SSLRequest
+/// exchange is done here, and every connection, TLS or plain, goes through a [`Guarded`]
+/// stream that ends it when a server not verified asks for the password in a form that
+/// reveals it.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    postgres: tokio_postgres::Config,
+    negotiation: Negotiation,
+}
+
+impl Connector {
+    pub(crate) fn new(config: &DatabaseConfig) -> Result<Self, ConfigError> {
+        // tokio-postgres gives a Unix-domain socket no host name, and then refuses "direct"
+        // TLS; Lambda has no such socket anyway.
+        if config
+            .postgres
+            .get_hosts()
+            .iter()
+            .any(|host| !matches!(host, Host::Tcp(_)))
+        {
+            return Err(ConfigError {
+                variable: "DATABASE_URL",
+                problem: "names a Unix-domain socket; use a TCP host name or address".into(),
+            });
+        }
+        let direct = config.postgres.get_ssl_negotiation() == SslNegotiation::Direct;
+        if direct && config.ssl_mode == SslMode::Prefer {
+            // As libpq and tokio-postgres: with nothing to fall back to, `prefer` would
+            // silently mean `require`.
+            return Err(ConfigError {
+                variable: "DATABASE_URL",
+                problem: "sslnegotiation=direct needs sslmode=require, verify-ca or verify-full"
+                    .into(),
+            });
+        }
+        let mut postgres = config.postgres.clone();
+        postgres
+            .ssl_mode(tokio_postgres::config::SslMode::Require)
+            .ssl_negotiation(SslNegotiation::Direct);
+        Ok(Connector {
+            postgres,
+            negotiation: Negotiation {
+                tls: tls_config(config)?.map(MakeRustlsConnect::new),
+                rules: Rules {
+                    ssl_mode: config.ssl_mode,
+                    direct,
+                    // verify-ca against the built-in public roots proves only that some holder
+                    // of a public (or any RDS) certificate answered: not enough for a password.
+                    verifies_server: config.ssl_mode == SslMode::VerifyFull
+                        || config.ssl_root_cert.is_some(),
+                },
+            },
+        })
+    }
+
+    pub(crate) async fn connect(
+        &self,
+    ) -> Result<(Client, Connection<Socket, Guarded>), tokio_postgres::Error> {
+        self.postgres.connect(self.negotiation.clone()).await
+    }
+}
+
+/// Why a connection was given up before tokio-postgres could go on; `db` maps it to the
+/// caller's error.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refused {
+    #[error("server does not support TLS")]
+    ServerWithoutTls,
+    /// The method the server asked for: "cleartext" or "MD5".
+    #[error("the server asked for the password in {0} without being verified")]
+    PasswordRevealed(&'static str),
+}
+
+impl Refused {
+    /// The refusal behind a failed connect, if that is what it was.
+    pub(crate) fn of(err: &tokio_postgres::Error) -> Option<&Refused> {
+        std::error::Error::source(err)?
+            .downcast_ref::<io::Error>()?
+            .get_ref()?
+            .downcast_ref::<Refused>()
+    }
+}
+
+/// The rustls set-up for `config`, or `None` when TLS is disabled.
+fn tls_config(config: &DatabaseConfig) -> Result<Option<ClientConfig>, ConfigError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -42,16 +143,21 @@ pub(crate) fn connector(config: &DatabaseConfig) -> Result<Option<MakeRustlsConn
             .with_root_certificates(roots()?)
             .with_no_client_auth(),
     };
-    Ok(Some(MakeRustlsConnect::new(client_config)))
+    Ok(Some(client_config))
 }
 
-/// The configured root certificates, or the Mozilla set when none are configured (managed
-/// databases with a public CA work without a bundle).
+/// The configured root certificates, or when none are configured the Mozilla set (managed
+/// databases with a public CA) and Amazon RDS's.
 fn root_store(config: &DatabaseConfig) -> Result<RootCertStore, ConfigError> {
     let Some(path) = &config.ssl_root_cert else {
-        return Ok(RootCertStore {
+        let mut store = RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        });
+        };
+        // Every one parses (a unit test checks): nothing to report at run time.
+        store.add_parsable_certificates(
+            CertificateDer::pem_slice_iter(AWS_RDS_ROOTS.as_bytes()).flatten(),
+        );
+        return Ok(store);
     };
     let mut store = RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(path)
@@ -176,5 +282,355 @@ impl ServerCertVerifier for ChainOnly {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
+    }
+}
+
+/// What one connection attempt does before tokio-postgres speaks: the SSLRequest, TLS or not.
+#[derive(Clone)]
+struct Negotiation {
+    /// `None` with `sslmode=disable`.
+    tls: Option<MakeRustlsConnect>,
+    rules: Rules,
+}
+
+#[derive(Clone, Copy)]
+struct Rules {
+    ssl_mode: SslMode,
+    /// TLS from the first byte, without SSLRequest (`sslnegotiation=direct`).
+    direct: bool,
+    /// Whether a TLS connection authenticates the server (see `Connector::new`).
+    verifies_server: bool,
+}
+
+type RustlsConnect = <MakeRustlsConnect as MakeTlsConnect<Socket>>::TlsConnect;
+type RustlsStream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
+
+impl MakeTlsConnect<Socket> for Negotiation {
+    type Stream = Guarded;
+    type TlsConnect = Negotiate;
+    type Error = std::convert::Infallible;
+
+    fn make_tls_connect(&mut self, host: &str) -> Result<Negotiate, Self::Error> {
+        let tls = self.tls.as_mut().map(|tls| {
+            let Ok(connect) = MakeTlsConnect::<Socket>::make_tls_connect(tls, host);
+            connect
+        });
+        Ok(Negotiate {
+            tls,
+            rules: self.rules,
+        })
+    }
+}
+
+/// `Negotiation` for one host.
+struct Negotiate {
+    tls: Option<RustlsConnect>,
+    rules: Rules,
+}
+
+/// PostgreSQL's SSLRequest message: its length (8), then the code 80877103.
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+impl TlsConnect<Socket> for Negotiate {
+    type Stream = Guarded;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Guarded>> + Send>>;
+
+    fn connect(self, socket: Socket) -> Self::Future {
+        Box::pin(self.negotiate(socket))
+    }
+}
+
+impl Negotiate {
+    async fn negotiate(self, mut socket: Socket) -> io::Result<Guarded> {
+        let Some(tls) = self.tls else {
+            return Ok(Guarded::new(Transport::Plain(socket), true));
+        };
+        if !self.rules.direct {
+            socket.write_all(&SSL_REQUEST).await?;
+            // One byte, read straight off the socket: nothing the server sends after it can
+            // slip into the TLS session unencrypted.
+            if socket.read_u8().await? != b'S' {
+                return match self.rules.ssl_mode {
+                    SslMode::Prefer => Ok(Guarded::new(Transport::Plain(socket), true)),
+                    _ => Err(io::Error::other(Refused::ServerWithoutTls)),
+                };
+            }
+        }
+        let stream = tls.connect(socket).await?;
+        Ok(Guarded::new(
+            Transport::Tls(Box::new(stream)),
+            !self.rules.verifies_server,
+        ))
+    }
+}
+
+enum Transport {
+    Plain(Socket),
+    /// Boxed: a TLS session's buffers are a kilobyte, the socket a few words.
+    Tls(Box<RustlsStream>),
+}
+
+/// The connection's stream. Until authentication is over it reads the server's messages
+/// as they pass; when a server that was not verified asks for the password in cleartext or
+/// MD5, the read fails and tokio-postgres ends the connection without answering. SCRAM is
+/// let through: it never reveals the password. MD5 is not: its answer, an MD5 of the
+/// password's MD5 and a salt the server picks, lets a fake server guess the password offline
+/// at MD5 speed.
+pub(crate) struct Guarded {
+    transport: Transport,
+    /// `None` once authentication is over, or from the start when the server was verified.
+    watch: Option<AuthWatch>,
+}
+
+impl Guarded {
+    fn new(transport: Transport, guard: bool) -> Guarded {
+        Guarded {
+            transport,
+            watch: guard.then(AuthWatch::default),
+        }
+    }
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match &mut this.transport {
+            Transport::Plain(socket) => ready!(Pin::new(socket).poll_read(cx, buf))?,
+            Transport::Tls(stream) => ready!(Pin::new(stream).poll_read(cx, buf))?,
+        }
+        if let Some(watch) = &mut this.watch {
+            match watch.scan(&buf.filled()[before..]) {
+                Scan::Authenticating => {}
+                Scan::Over => this.watch = None,
+                Scan::PasswordAsked(method) => {
+                    // The request never reaches tokio-postgres.
+                    buf.set_filled(before);
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        Refused::PasswordRevealed(method),
+                    )));
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().transport {
+            Transport::Plain(socket) => Pin::new(socket).poll_write(cx, buf),
+            Transport::Tls(stream) => Pin::new(stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().transport {
+            Transport::Plain(socket) => Pin::new(socket).poll_flush(cx),
+            Transport::Tls(stream) => Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().transport {
+            Transport::Plain(socket) => Pin::new(socket).poll_shutdown(cx),
+            Transport::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
+        }
+    }
+}
+
+impl TlsStream for Guarded {
+    fn channel_binding(&self) -> ChannelBinding {
+        match &self.transport {
+            Transport::Plain(_) => ChannelBinding::none(),
+            Transport::Tls(stream) => stream.channel_binding(),
+        }
+    }
+}
+
+/// Where the server's messages stand, read in pieces of any size. Each message is a type
+/// byte, a 4-byte length that counts itself, and a body; an Authentication message ('R')
+/// starts its body with a 4-byte code.
+#[derive(Default)]
+struct AuthWatch {
+    /// Type, length, and for 'R' the code, as far as received.
+    header: [u8; 9],
+    have: usize,
+    /// Bytes of the current message's body still to pass unread.
+    skip: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Scan {
+    Authenticating,
+    /// AuthenticationOk, or a message tokio-postgres will refuse anyway (a length too short).
+    Over,
+    PasswordAsked(&'static str),
+}
+
+impl AuthWatch {
+    fn scan(&mut self, mut bytes: &[u8]) -> Scan {
+        loop {
+            let skipped = self.skip.min(bytes.len());
+            self.skip -= skipped;
+            bytes = &bytes[skipped..];
+            if bytes.is_empty() {
+                return Scan::Authenticating;
+            }
+            let wanted = if self.have > 0 && self.header[0] == b'R' {
+                9
+            } else {
+                5
+            };
+            let taken = (wanted - self.have).min(bytes.len());
+            self.header[self.have..self.have + taken].copy_from_slice(&bytes[..taken]);
+            self.have += taken;
+            bytes = &bytes[taken..];
+            if self.have < 5 || (self.header[0] == b'R' && self.have < 9) {
+                continue;
+            }
+            let length = u32::from_be_bytes([
+                self.header[1],
+                self.header[2],
+                self.header[3],
+                self.header[4],
+            ]) as usize;
+            let read = if self.header[0] == b'R' { 8 } else { 4 };
+            if length < read {
+                return Scan::Over;
+            }
+            if self.header[0] == b'R' {
+                match u32::from_be_bytes([
+                    self.header[5],
+                    self.header[6],
+                    self.header[7],
+                    self.header[8],
+                ]) {
+                    0 => return Scan::Over,
+                    3 => return Scan::PasswordAsked("cleartext"),
+                    5 => return Scan::PasswordAsked("MD5"),
+                    _ => {}
+                }
+            }
+            self.skip = length - read;
+            self.have = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_rds_certificate_parses_and_the_count_is_the_one_stated() {
+        let stated: usize = AWS_RDS_ROOTS
+            .lines()
+            .next()
+            .and_then(|line| line.split(": ").nth(1))
+            .and_then(|rest| rest.strip_suffix(" certificates."))
+            .and_then(|count| count.parse().ok())
+            .expect("the first line says how many certificates the file holds");
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(AWS_RDS_ROOTS.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("every PEM section parses");
+        assert_eq!(certs.len(), stated);
+        let mut store = RootCertStore::empty();
+        let (added, ignored) = store.add_parsable_certificates(certs);
+        assert_eq!(
+            (added, ignored),
+            (stated, 0),
+            "every certificate is a usable root"
+        );
+    }
+
+    #[test]
+    fn without_a_root_certificate_the_mozilla_and_rds_roots_are_trusted() {
+        let config = DatabaseConfig::parse("postgres://u@db.example.com/db", None).unwrap();
+        let store = root_store(&config).unwrap();
+        let rds = CertificateDer::pem_slice_iter(AWS_RDS_ROOTS.as_bytes()).count();
+        assert_eq!(store.len(), webpki_roots::TLS_SERVER_ROOTS.len() + rds);
+    }
+
+    /// An Authentication message with `code` and `extra` body bytes.
+    fn auth(code: u32, extra: usize) -> Vec<u8> {
+        let mut message = vec![b'R'];
+        message.extend((8 + extra as u32).to_be_bytes());
+        message.extend(code.to_be_bytes());
+        message.extend(std::iter::repeat_n(7, extra));
+        message
+    }
+
+    fn message(kind: u8, body: usize) -> Vec<u8> {
+        let mut message = vec![kind];
+        message.extend((4 + body as u32).to_be_bytes());
+        message.extend(std::iter::repeat_n(b'R', body));
+        message
+    }
+
+    /// The outcome of reading `stream` in pieces of `piece` bytes.
+    fn scan_in_pieces(stream: &[u8], piece: usize) -> Scan {
+        let mut watch = AuthWatch::default();
+        for chunk in stream.chunks(piece) {
+            match watch.scan(chunk) {
+                Scan::Authenticating => {}
+                done => return done,
+            }
+        }
+        Scan::Authenticating
+    }
+
+    #[test]
+    fn the_watch_finds_a_password_request_wherever_the_reads_split_it() {
+        let negotiate = message(b'v', 9);
+        let cases = [
+            ([auth(3, 0)].concat(), Scan::PasswordAsked("cleartext")),
+            (
+                [negotiate.clone(), auth(5, 4)].concat(),
+                Scan::PasswordAsked("MD5"),
+            ),
+            // SCRAM: mechanisms, continue, final, then OK; a later cleartext request is
+            // authentication's business no more.
+            (
+                [
+                    auth(10, 14),
+                    auth(11, 30),
+                    auth(12, 20),
+                    auth(0, 0),
+                    auth(3, 0),
+                ]
+                .concat(),
+                Scan::Over,
+            ),
+            // Trust: OK at once.
+            ([auth(0, 0), message(b'S', 20)].concat(), Scan::Over),
+            // A body full of 'R' bytes and codes is skipped, not read as messages.
+            (
+                [message(b'N', 40), auth(3, 0)].concat(),
+                Scan::PasswordAsked("cleartext"),
+            ),
+        ];
+        for (stream, expected) in cases {
+            for piece in 1..=stream.len() {
+                assert_eq!(scan_in_pieces(&stream, piece), expected, "piece {piece}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_watch_stops_at_a_length_too_short_to_be_a_message() {
+        let mut short = auth(3, 0);
+        short[4] = 7;
+        assert_eq!(scan_in_pieces(&short, 1), Scan::Over);
     }
 }

@@ -14,7 +14,7 @@ use lti_storage::model::NewClient;
 use lti_storage::{Config, Error, ErrorKind, Request, Storage};
 use serde_json::{json, Map, Value};
 use support::cluster::Cluster;
-use support::TestDb;
+use support::{with_password, TestDb};
 use tracing::subscriber::DefaultGuard;
 
 const PASSWORD: &str = "Zq8-hunter2-SECRET-pw";
@@ -91,15 +91,6 @@ fn config(url: &str, vars: &[(&str, &str)]) -> Result<Config, lti_storage::confi
             .find(|(key, _)| *key == name)
             .map(|(_, value)| value.to_string())
     })
-}
-
-/// `url` (`postgres://postgres@...`) with the password added.
-fn with_password(url: &str, password: &str) -> String {
-    url.replacen(
-        "postgres://postgres@",
-        &format!("postgres://postgres:{password}@"),
-        1,
-    )
 }
 
 fn free_port() -> u16 {

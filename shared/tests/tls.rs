@@ -1,7 +1,8 @@
 //! TLS to the database as the connection string asks, against real PostgreSQL clusters that
 //! serve certificates made here: a test CA, a server certificate it signed, and an unrelated
 //! CA. What a user checks: the modes that must connect do, the ones that must refuse do (with
-//! a message that says why), and an encrypted connection really is encrypted on the server.
+//! a message that says why), an encrypted connection really is encrypted on the server, and
+//! a password asked for in a form that reveals it goes only to a server that was verified.
 
 mod support;
 
@@ -14,7 +15,7 @@ use rcgen::{
 };
 use serde_json::json;
 use support::cluster::Cluster;
-use support::{with_param, TestDb};
+use support::{with_param, with_password, TestDb};
 
 /// A CA that can sign server certificates.
 struct Ca {
@@ -131,10 +132,10 @@ fn storage(db: &TestDb, params: &str, vars: &[(&str, &str)]) -> Storage {
     db.storage_with(&vars)
 }
 
-/// What pg_stat_ssl says of the storage's connection (application_name `lti-storage`):
-/// (ssl, TLS version), or `None` when it has no connection.
-async fn server_view_of_storage_connection(cluster: &Cluster) -> Option<(bool, Option<String>)> {
-    let admin = support::connect(&cluster.url).await;
+/// What pg_stat_ssl says of the storage's connection (application_name `lti-storage`), asked
+/// through `admin_url`: (ssl, TLS version), or `None` when it has no connection.
+async fn server_view_of_storage_connection(admin_url: &str) -> Option<(bool, Option<String>)> {
+    let admin = support::connect(admin_url).await;
     let rows = admin
         .query(
             "SELECT s.ssl, s.version FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
@@ -147,8 +148,9 @@ async fn server_view_of_storage_connection(cluster: &Cluster) -> Option<(bool, O
     rows.first().map(|row| (row.get(0), row.get(1)))
 }
 
-/// Runs `{"op":"migrate"}` through the storage, then asks the server about its connection.
-async fn migrate_and_look(storage: &Storage, cluster: &Cluster) -> (bool, Option<String>) {
+/// Runs `{"op":"migrate"}` through the storage, then asks the server (through `admin_url`)
+/// about its connection.
+async fn migrate_and_look(storage: &Storage, admin_url: &str) -> (bool, Option<String>) {
     let request = Request::from_payload(json!({"op": "migrate"})).unwrap();
     let applied = storage.handle(request).await.expect("migrate succeeds");
     assert!(
@@ -156,7 +158,7 @@ async fn migrate_and_look(storage: &Storage, cluster: &Cluster) -> (bool, Option
         "the schema was empty: migrations must have been applied, got {applied}"
     );
     assert_eq!(storage.list_clients().await.unwrap(), vec![]);
-    server_view_of_storage_connection(cluster)
+    server_view_of_storage_connection(admin_url)
         .await
         .expect("the storage's connection is open")
 }
@@ -168,7 +170,7 @@ async fn sslmode_require_encrypts_without_a_root_certificate() {
     let db = TestDb::empty_on(&cluster.url).await;
     let storage = storage(&db, "sslmode=require", &[]);
 
-    let (ssl, version) = migrate_and_look(&storage, &cluster).await;
+    let (ssl, version) = migrate_and_look(&storage, &cluster.url).await;
     assert!(ssl, "sslmode=require must give an encrypted connection");
     assert!(
         version.as_deref().is_some_and(|v| v.starts_with("TLSv1.")),
@@ -183,7 +185,7 @@ async fn default_sslmode_prefer_encrypts_when_the_server_offers_tls() {
     let db = TestDb::empty_on(&cluster.url).await;
     let storage = db.storage();
 
-    let (ssl, _) = migrate_and_look(&storage, &cluster).await;
+    let (ssl, _) = migrate_and_look(&storage, &cluster.url).await;
     assert!(
         ssl,
         "with no sslmode (prefer), a TLS server is used with TLS"
@@ -197,7 +199,7 @@ async fn sslmode_disable_connects_in_plain_text_to_a_tls_server() {
     let db = TestDb::empty_on(&cluster.url).await;
     let storage = storage(&db, "sslmode=disable", &[]);
 
-    let (ssl, version) = migrate_and_look(&storage, &cluster).await;
+    let (ssl, version) = migrate_and_look(&storage, &cluster.url).await;
     assert!(!ssl, "sslmode=disable must not encrypt");
     assert_eq!(version, None);
 }
@@ -210,7 +212,7 @@ async fn verify_full_with_the_right_ca_in_sslrootcert_connects_encrypted() {
     let params = format!("sslmode=verify-full&sslrootcert={}", url_value(&pki.ca));
     let storage = storage(&db, &params, &[]);
 
-    let (ssl, _) = migrate_and_look(&storage, &cluster).await;
+    let (ssl, _) = migrate_and_look(&storage, &cluster.url).await;
     assert!(ssl);
 }
 
@@ -225,7 +227,7 @@ async fn verify_full_with_the_right_ca_in_pgsslrootcert_connects() {
         &[("PGSSLROOTCERT", path_str(&pki.ca))],
     );
 
-    let (ssl, _) = migrate_and_look(&storage, &cluster).await;
+    let (ssl, _) = migrate_and_look(&storage, &cluster.url).await;
     assert!(ssl);
 }
 
@@ -305,7 +307,7 @@ async fn verify_full_refuses_a_certificate_for_another_host_that_verify_ca_accep
     );
 
     let chain_only = storage(&db, &format!("sslmode=verify-ca&sslrootcert={ca}"), &[]);
-    let (ssl, _) = migrate_and_look(&chain_only, &cluster).await;
+    let (ssl, _) = migrate_and_look(&chain_only, &cluster.url).await;
     assert!(ssl);
 }
 
@@ -330,6 +332,92 @@ async fn sslmode_require_against_a_server_without_tls_fails_clearly() {
     // prefer (the default) falls back to plain text.
     let storage = storage(&db, "sslmode=prefer", &[]);
     assert_eq!(storage.list_clients().await.unwrap(), vec![]);
+}
+
+/// The password of this file's password-protected clusters.
+const PASSWORD: &str = "tls-test-password";
+
+/// A cluster that asks for the password by `method` (scram-sha-256, md5, or password:
+/// cleartext), serving TLS with `tls` when given; its URL carries the password.
+fn password_cluster(method: &str, tls: Option<&(PathBuf, PathBuf)>) -> (Cluster, String) {
+    let mut args = vec!["--password", PASSWORD, "--auth", method];
+    if let Some((cert, key)) = tls {
+        args.extend(["--tls", path_str(cert), path_str(key)]);
+    }
+    let cluster = Cluster::create(&args);
+    let url = with_password(&cluster.url, PASSWORD);
+    (cluster, url)
+}
+
+/// A password the server logs as refused if it ever gets it.
+const WRONG_PASSWORD: &str = "never-sent-password";
+
+/// Connects through `params` with a wrong password and checks the connection is refused for
+/// asking for the password in `method`, and that the server never received one.
+async fn assert_password_withheld(cluster: &Cluster, db: &TestDb, params: &str, method: &str) {
+    let url = with_param(
+        &db.url.replacen(PASSWORD, WRONG_PASSWORD, 1),
+        params.trim_start_matches('&'),
+    );
+    let storage = db.storage_with(&[("DATABASE_URL", &url)]);
+    let err = storage.list_clients().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Internal, "{params}: {err}");
+    assert!(
+        err.message.contains(&format!("password in {method}"))
+            && err.message.contains("sslmode=verify-full"),
+        "{params}: the message must say what was asked and what to use instead: {err}"
+    );
+    assert!(!err.message.contains("127.0.0.1"), "{params}: {err}");
+    assert!(
+        !cluster
+            .server_log()
+            .contains("password authentication failed"),
+        "{params}: the server received a password"
+    );
+}
+
+#[tokio::test]
+async fn a_password_asked_in_cleartext_or_md5_goes_only_to_a_verified_server() {
+    let pki = Pki::new();
+    for (method, asked) in [("password", "cleartext"), ("md5", "MD5")] {
+        let (cluster, url) = password_cluster(method, Some(&pki.server));
+        let db = TestDb::empty_on(&url).await;
+        // prefer (the default) and require encrypt but check nothing; disable is plain text.
+        for params in ["", "sslmode=require", "sslmode=disable"] {
+            assert_password_withheld(&cluster, &db, params, asked).await;
+        }
+
+        // Verified, by the chain and the name or by a root certificate of one's own: sent.
+        let ca = url_value(&pki.ca);
+        let full = storage(&db, &format!("sslmode=verify-full&sslrootcert={ca}"), &[]);
+        let (ssl, _) = migrate_and_look(&full, &url).await;
+        assert!(ssl, "{method}");
+        let chain = storage(&db, &format!("sslmode=require&sslrootcert={ca}"), &[]);
+        assert_eq!(chain.list_clients().await.unwrap(), vec![], "{method}");
+    }
+}
+
+#[tokio::test]
+async fn a_cleartext_password_is_withheld_when_prefer_falls_back_to_plain_text() {
+    let (cluster, url) = password_cluster("password", None);
+    let db = TestDb::empty_on(&url).await;
+    assert_password_withheld(&cluster, &db, "sslmode=prefer", "cleartext").await;
+}
+
+#[tokio::test]
+async fn scram_works_over_connections_that_do_not_verify_the_server() {
+    // SCRAM never reveals the password: nothing to withhold, with or without TLS.
+    let pki = Pki::new();
+    let (_cluster, url) = password_cluster("scram-sha-256", Some(&pki.server));
+    for (params, encrypted) in [
+        ("sslmode=disable", false),
+        ("sslmode=prefer", true),
+        ("sslmode=require", true),
+    ] {
+        let db = TestDb::empty_on(&url).await;
+        let (ssl, _) = migrate_and_look(&storage(&db, params, &[]), &url).await;
+        assert_eq!(ssl, encrypted, "{params}");
+    }
 }
 
 fn config_for(url: &str, pg_ssl_root_cert: Option<&str>) -> Config {
@@ -381,4 +469,29 @@ fn a_root_certificate_file_without_certificates_stops_the_storage_at_init() {
         Some(path_str(&pki.server.1)),
     );
     assert!(Storage::new(&config).is_ok());
+}
+
+#[test]
+fn connection_settings_that_cannot_be_honoured_stop_the_storage_at_init() {
+    let cases = [
+        // No host name to check a certificate against, and no such socket on Lambda.
+        (
+            "postgres://postgres@%2Fvar%2Frun%2Fpostgresql/postgres",
+            "Unix-domain socket",
+        ),
+        // TLS from the first byte leaves prefer nothing to fall back to.
+        (
+            "postgres://postgres@127.0.0.1:1/postgres?sslnegotiation=direct",
+            "sslnegotiation=direct",
+        ),
+    ];
+    for (url, problem) in cases {
+        let Err(err) = Storage::new(&config_for(url, None)) else {
+            panic!("{url} must be refused at init");
+        };
+        assert_eq!(err.variable, "DATABASE_URL");
+        assert!(err.problem.contains(problem), "{url}: {err}");
+    }
+    let direct = "postgres://postgres@127.0.0.1:1/postgres?sslnegotiation=direct&sslmode=require";
+    assert!(Storage::new(&config_for(direct, None)).is_ok());
 }

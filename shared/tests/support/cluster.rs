@@ -74,6 +74,11 @@ impl Cluster {
     pub fn restart(&self) {
         self.control("restart");
     }
+
+    /// What the server has logged so far.
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).expect("read the server log")
+    }
 }
 
 impl Drop for Cluster {

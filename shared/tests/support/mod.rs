@@ -28,6 +28,15 @@ pub fn with_param(url: &str, extra: &str) -> String {
     format!("{url}{separator}{extra}")
 }
 
+/// `url` (`postgres://postgres@...`) with the password added.
+pub fn with_password(url: &str, password: &str) -> String {
+    url.replacen(
+        "postgres://postgres@",
+        &format!("postgres://postgres:{password}@"),
+        1,
+    )
+}
+
 impl TestDb {
     /// A new, empty schema.
     pub async fn empty() -> TestDb {
