@@ -72,10 +72,6 @@ where
         self.entries.insert(key, Entry { found, expires });
     }
 
-    pub fn remove(&self, key: &K) {
-        self.entries.remove(key);
-    }
-
     /// Drops every entry whose key matches.
     pub fn remove_where(&self, matches: impl Fn(&K) -> bool) {
         self.entries.retain(|key, _| !matches(key));
@@ -88,12 +84,76 @@ where
     pub fn len(&self) -> usize {
         self.entries.len()
     }
+}
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LONG: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn a_hit_and_a_miss_are_remembered_until_their_ttl() {
+        let cache = TtlCache::new(10, Duration::from_millis(200), LONG);
+        cache.insert("hit", Some(1), None);
+        cache.insert("miss", None, None);
+        assert_eq!(cache.get(&"hit"), Some(Some(1)));
+        assert_eq!(cache.get(&"miss"), Some(None));
+        assert_eq!(cache.get(&"never"), None);
+
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(cache.get(&"hit"), None, "the hit TTL is over");
+        assert_eq!(cache.get(&"miss"), Some(None), "the miss TTL is not");
+        assert_eq!(cache.len(), 1, "an expired entry is dropped when read");
     }
 
-    pub fn capacity(&self) -> u64 {
-        self.entries.capacity()
+    #[test]
+    fn a_value_is_never_kept_past_its_own_expiry() {
+        let cache = TtlCache::new(10, LONG, LONG);
+        cache.insert("expired", Some(1), Some(Instant::now()));
+        assert_eq!(cache.get(&"expired"), None);
+        cache.insert(
+            "soon",
+            Some(2),
+            Some(Instant::now() + Duration::from_millis(200)),
+        );
+        assert_eq!(cache.get(&"soon"), Some(Some(2)));
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(cache.get(&"soon"), None);
+    }
+
+    #[test]
+    fn zero_capacity_or_zero_hit_ttl_turns_the_cache_off() {
+        for cache in [
+            TtlCache::new(0, LONG, LONG),
+            TtlCache::new(10, Duration::ZERO, LONG),
+        ] {
+            cache.insert("hit", Some(1), None);
+            cache.insert("miss", None, None);
+            assert_eq!(cache.get(&"hit"), None);
+            assert_eq!(cache.get(&"miss"), None);
+            assert_eq!(cache.len(), 0);
+        }
+        // A zero miss TTL keeps the hits only.
+        let cache = TtlCache::new(10, LONG, Duration::ZERO);
+        cache.insert("hit", Some(1), None);
+        cache.insert("miss", None, None);
+        assert_eq!(cache.get(&"hit"), Some(Some(1)));
+        assert_eq!(cache.get(&"miss"), None);
+    }
+
+    #[test]
+    fn remove_where_drops_only_the_matching_keys_and_clear_drops_all() {
+        let cache = TtlCache::new(10, LONG, LONG);
+        for key in 1..=4 {
+            cache.insert(key, Some(key * 10), None);
+        }
+        cache.remove_where(|key| key % 2 == 0);
+        assert_eq!(cache.get(&1), Some(Some(10)));
+        assert_eq!(cache.get(&2), None);
+        assert_eq!(cache.get(&3), Some(Some(30)));
+        assert_eq!(cache.len(), 2);
+        cache.clear();
+        assert_eq!(cache.len(), 0);
     }
 }

@@ -1,14 +1,14 @@
 //! LTI 1.3 storage over PostgreSQL for AWS Lambda: configuration, the container's database
 //! connection and caches, the storage operations, migrations and the expiry cleanup.
 
-pub mod cache;
+mod cache;
 pub mod cleanup;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
 pub mod input;
-pub mod logging;
+mod logging;
 pub mod migrate;
 pub mod model;
 pub mod request;

@@ -1,7 +1,6 @@
 //! Prepared statements: kept per connection, re-prepared when the schema changes under them,
 //! and switched off for poolers that cannot keep them.
 
-use lti_storage::Config;
 use serde_json::json;
 use test_support::{add_client, new_client, ok, TestDb};
 
@@ -53,20 +52,4 @@ async fn with_prepared_statements_off_every_operation_still_works() {
         ok(&storage, json!({"op": "validateNonce", "nonce": "n"})).await,
         false
     );
-}
-
-#[test]
-fn prepared_statements_are_on_unless_turned_off() {
-    let config = |value: Option<&str>| {
-        Config::from_lookup(|name| match name {
-            "DATABASE_URL" => Some("postgres://u@localhost/db".into()),
-            "PREPARED_STATEMENTS" => value.map(str::to_owned),
-            _ => None,
-        })
-    };
-    assert!(config(None).unwrap().prepared_statements);
-    assert!(config(Some("true")).unwrap().prepared_statements);
-    assert!(!config(Some("false")).unwrap().prepared_statements);
-    let err = config(Some("yes")).unwrap_err();
-    assert_eq!(err.variable, "PREPARED_STATEMENTS");
 }
