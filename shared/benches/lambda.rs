@@ -8,8 +8,6 @@
 //! `TEST_DATABASE_URL=postgres://... cargo bench -p lti-storage --bench lambda`.
 //! Everything happens in a schema of its own, dropped at the end.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -17,9 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{connect, epoch_ms_in, host_and_port, session_data, with_param};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
+use test_support::proxy::Proxy;
+use test_support::{epoch_ms_in, session_data, TestDb};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
@@ -64,21 +63,15 @@ async fn run(url: &str) {
         bin.display()
     );
 
-    let admin = connect(url).await;
-    let schema = format!("bench_{}", Uuid::new_v4().simple());
-    admin
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .expect("create the benchmark's schema");
-    let url = with_param(url, &format!("options=-c%20search_path%3D{schema}"));
+    let db = TestDb::empty_on(url).await;
     let migrated = Command::new(&storage)
         .arg("migrate")
-        .env("DATABASE_URL", &url)
+        .env("DATABASE_URL", &db.url)
         .stdout(Stdio::null())
         .status()
         .expect("run storage migrate");
     assert!(migrated.success(), "storage migrate failed");
-    let sql = connect(&url).await;
+    let sql = db.sql().await;
     sql.batch_execute(
         "WITH c AS (
              INSERT INTO clients (name, iss, client_id, auth_url, token_url, jwks_url)
@@ -94,15 +87,12 @@ async fn run(url: &str) {
     .await
     .expect("fixture rows");
 
-    cold_start(&storage, &url).await;
-    mixed_load(&storage, &url).await;
-    cleanup_backlog(&cleanup, &url, &sql).await;
+    cold_start(&storage, &db.url).await;
+    mixed_load(&storage, &db.url).await;
+    cleanup_backlog(&cleanup, &db.url, &sql).await;
 
     drop(sql);
-    admin
-        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-        .await
-        .expect("drop the benchmark's schema");
+    db.remove().await;
 }
 
 async fn cold_start(storage: &Path, url: &str) {
@@ -111,11 +101,11 @@ async fn cold_start(storage: &Path, url: &str) {
     let mut peak_rss = 0.0f64;
     for _ in 0..COLD_STARTS {
         let api = RuntimeApi::start().await;
-        let relay = Relay::start(url).await;
+        let proxy = Proxy::start(url).await;
         // Queued before the process starts, as Lambda has the event when it starts one.
         let reply = api.queue(&launch, Duration::from_secs(10));
         let started = Instant::now();
-        let function = Function::spawn(storage, "storage", &api, &relay.url);
+        let function = Function::spawn(storage, "storage", &api, &proxy.redirect(url));
         let answer = outcome(reply).await;
         let answered = started.elapsed();
         assert!(
@@ -127,7 +117,7 @@ async fn cold_start(storage: &Path, url: &str) {
             .record(since_start(api.first_poll()))
             .expect("in range");
         to_database
-            .record(since_start(relay.first_byte()))
+            .record(since_start(proxy.first_byte()))
             .expect("in range");
         to_answer.record(micros(answered)).expect("in range");
         peak_rss = peak_rss.max(function.memory_mib("VmHWM"));
@@ -157,8 +147,8 @@ async fn cold_start(storage: &Path, url: &str) {
 
 async fn mixed_load(storage: &Path, url: &str) {
     let api = RuntimeApi::start().await;
-    let relay = Relay::start(url).await;
-    let function = Function::spawn(storage, "storage", &api, &relay.url);
+    let proxy = Proxy::start(url).await;
+    let function = Function::spawn(storage, "storage", &api, &proxy.redirect(url));
     let sessions = Uuid::new_v4().as_u128();
     let session_id = |n: usize| Uuid::from_u128(sessions.wrapping_add(n as u128));
     let mut latencies = histogram();
@@ -173,7 +163,7 @@ async fn mixed_load(storage: &Path, url: &str) {
             0..=3 => launch_config(&format!("hot-{}", i % 20)),
             4 => launch_config(&format!("cold-{cycle}")),
             5 => json!({"op": "storeNonce", "nonce": format!("mixed-{cycle}"),
-                        "expiresAt": epoch_ms_in(Duration::from_secs(600))}),
+                        "expiresAt": epoch_ms_in(600)}),
             6 => json!({"op": "validateNonce", "nonce": format!("mixed-{cycle}")}),
             7 => {
                 let mut session = session_data();
@@ -246,8 +236,8 @@ async fn cleanup_backlog(cleanup: &Path, url: &str, sql: &tokio_postgres::Client
     );
 
     let api = RuntimeApi::start().await;
-    let relay = Relay::start(url).await;
-    let function = Function::spawn(cleanup, "cleanup", &api, &relay.url);
+    let proxy = Proxy::start(url).await;
+    let function = Function::spawn(cleanup, "cleanup", &api, &proxy.redirect(url));
     let short = Duration::from_secs(2);
     let mut runs = Vec::new();
     for (label, time_limit) in [
@@ -276,7 +266,7 @@ async fn cleanup_backlog(cleanup: &Path, url: &str, sql: &tokio_postgres::Client
     drop(function);
 
     let api = RuntimeApi::start().await;
-    let function = Function::spawn(cleanup, "cleanup", &api, &relay.url);
+    let function = Function::spawn(cleanup, "cleanup", &api, &proxy.redirect(url));
     let counts = api
         .invoke(&json!({}), Duration::from_secs(600))
         .await
@@ -567,67 +557,6 @@ fn http_response(status: &str, headers: &str, body: &str) -> String {
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}\r\n{body}",
         body.len()
     )
-}
-
-/// Relays a local port to PostgreSQL and notes when the first byte from a client came.
-struct Relay {
-    /// The database URL, pointed at the relay.
-    url: String,
-    first_byte: Arc<OnceLock<Instant>>,
-    acceptor: JoinHandle<()>,
-}
-
-impl Relay {
-    async fn start(url: &str) -> Relay {
-        let (host, port) = host_and_port(url);
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
-        let relay_port = listener.local_addr().expect("address").port();
-        let first_byte = Arc::new(OnceLock::new());
-        let acceptor = tokio::spawn({
-            let (first_byte, host) = (first_byte.clone(), host.clone());
-            async move {
-                while let Ok((mut client, _)) = listener.accept().await {
-                    let mut server = TcpStream::connect((host.as_str(), port))
-                        .await
-                        .expect("connect to PostgreSQL");
-                    let first_byte = first_byte.clone();
-                    tokio::spawn(async move {
-                        client.set_nodelay(true).expect("nodelay");
-                        server.set_nodelay(true).expect("nodelay");
-                        if client.readable().await.is_ok() {
-                            first_byte.get_or_init(Instant::now);
-                        }
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    });
-                }
-            }
-        });
-        let with_port = format!("@{host}:{port}");
-        let relayed = if url.contains(&with_port) {
-            url.replacen(&with_port, &format!("@127.0.0.1:{relay_port}"), 1)
-        } else {
-            url.replacen(&format!("@{host}"), &format!("@127.0.0.1:{relay_port}"), 1)
-        };
-        assert_ne!(
-            relayed, url,
-            "TEST_DATABASE_URL must be postgres://user@host..."
-        );
-        Relay {
-            url: with_param(&relayed, "sslmode=disable"),
-            first_byte,
-            acceptor,
-        }
-    }
-
-    fn first_byte(&self) -> Option<Instant> {
-        self.first_byte.get().copied()
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.acceptor.abort();
-    }
 }
 
 fn launch_config(deployment_id: &str) -> Value {

@@ -9,21 +9,16 @@
 //! `TEST_DATABASE_URL=postgres://... cargo bench -p lti-storage --bench operations`.
 //! Everything happens in a schema of its own, dropped at the end.
 
-mod common;
-
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{connect, epoch_ms_in, host_and_port, session_data, with_param};
 use hdrhistogram::Histogram;
 use lti_storage::db::Retry;
 use lti_storage::request::{NoArgs, OPS};
-use lti_storage::{Config, Request, Storage};
+use lti_storage::{Request, Storage};
 use postgres_types::Type;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use test_support::proxy::Proxy;
+use test_support::{client_json, epoch_ms_in, new_client, session_data, storage_at, TestDb};
 
 /// Calls per row, after the warm-up calls (which are not recorded).
 const ITERATIONS: usize = 2000;
@@ -44,33 +39,24 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime")
-        .block_on(async {
-            let proxy = Proxy::start(host_and_port(&url)).await;
-            run(&url, &proxy).await
-        });
+        .block_on(run(&url));
 }
 
-async fn run(url: &str, proxy: &Proxy) {
-    let admin = connect(url).await;
-    let version: String = admin
-        .query_one("SHOW server_version", &[])
-        .await
-        .expect("server version")
-        .get(0);
-    let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
-    admin
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .expect("create the benchmark's schema");
-    let in_schema = with_param(url, &format!("options=-c%20search_path%3D{schema}"));
-
-    let storage = storage_at(&redirect(&in_schema, proxy.port));
+async fn run(url: &str) {
+    let db = TestDb::empty_on(url).await;
+    let proxy = Proxy::start(url).await;
+    let storage = storage_at(&proxy.redirect(&db.url), &[]);
     storage
         .handle(Request::Migrate(NoArgs {}))
         .await
         .expect("migrations apply");
-    let direct = storage_at(&in_schema);
-    let sql = connect(&in_schema).await;
+    let direct = db.storage();
+    let sql = db.sql().await;
+    let version: String = sql
+        .query_one("SHOW server_version", &[])
+        .await
+        .expect("server version")
+        .get(0);
     let fixture = Fixture::create(&sql).await;
 
     println!("PostgreSQL {version}");
@@ -97,7 +83,7 @@ async fn run(url: &str, proxy: &Proxy) {
     let (mut rows, mut round_trips_held, mut timed, mut times_held) = (0, 0, 0, 0);
     for op in OPS.iter().copied().filter(|op| *op != "migrate") {
         for case in cases(op, &fixture, &sql).await {
-            let measured = measure(&storage, proxy, case).await;
+            let measured = measure(&storage, &proxy, case).await;
             all_bare.add(&measured.bare).expect("same bounds");
             let bare = measured.bare.value_at_quantile(0.5);
             (quietest, noisiest) = (quietest.min(bare), noisiest.max(bare));
@@ -133,10 +119,7 @@ async fn run(url: &str, proxy: &Proxy) {
     );
 
     drop(sql);
-    admin
-        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-        .await
-        .expect("drop the benchmark's schema");
+    db.remove().await;
 }
 
 /// What a call is expected to cost.
@@ -222,7 +205,7 @@ async fn cases(op: &str, fx: &Fixture, sql: &tokio_postgres::Client) -> Vec<Case
             op,
             Database,
             true,
-            |i| json!({"op": op, "client": client_json("https://added.example.com", &format!("added-{i}"))}),
+            |i| json!({"op": op, "client": client_json(&new_client("https://added.example.com", &format!("added-{i}")))}),
         )],
         "updateClient" => vec![Case::new(
             op,
@@ -290,7 +273,7 @@ async fn cases(op: &str, fx: &Fixture, sql: &tokio_postgres::Client) -> Vec<Case
             )]
         }
         "storeNonce" => {
-            let expires_at = epoch_ms_in(Duration::from_secs(600));
+            let expires_at = epoch_ms_in(600);
             vec![Case::new(
                 op,
                 Database,
@@ -373,7 +356,7 @@ async fn cases(op: &str, fx: &Fixture, sql: &tokio_postgres::Client) -> Vec<Case
                 "tokenUrl": "https://lms.example.com/token", "jwksUrl": "https://lms.example.com/jwks"}})
         })],
         "setRegistrationSession" => {
-            let expires_at = epoch_ms_in(Duration::from_secs(600));
+            let expires_at = epoch_ms_in(600);
             vec![Case::new(op, Database, false, |_| {
                 json!({"op": op, "sessionId": uuid::Uuid::new_v4(),
                        "session": {"expiresAt": expires_at, "openidConfiguration": {
@@ -531,137 +514,12 @@ async fn proxy_cost(proxied: &Storage, direct: &Storage) -> (Histogram<u64>, His
     (through, around)
 }
 
-/// Relays a local port to PostgreSQL and counts round trips: the Sync ('S') and simple Query
-/// ('Q') messages the client sends, each of which the server answers with one ReadyForQuery.
-struct Proxy {
-    port: u16,
-    round_trips: Arc<AtomicU64>,
-}
-
-impl Proxy {
-    async fn start(upstream: (String, u16)) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let port = listener.local_addr().expect("proxy address").port();
-        let round_trips = Arc::new(AtomicU64::new(0));
-        let counter = round_trips.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let server = TcpStream::connect(&upstream)
-                    .await
-                    .expect("connect to PostgreSQL");
-                client.set_nodelay(true).expect("nodelay");
-                server.set_nodelay(true).expect("nodelay");
-                let (mut from_client, mut to_client) = client.into_split();
-                let (mut from_server, mut to_server) = server.into_split();
-                tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
-                });
-                let counter = counter.clone();
-                tokio::spawn(async move {
-                    let mut stream = FrontendStream::default();
-                    let mut buffer = vec![0; 64 * 1024];
-                    while let Ok(n @ 1..) = from_client.read(&mut buffer).await {
-                        // Counted before forwarding: the count is in place before any answer.
-                        counter.fetch_add(stream.round_trips(&buffer[..n]), Ordering::SeqCst);
-                        if to_server.write_all(&buffer[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                    let _ = to_server.shutdown().await;
-                });
-            }
-        });
-        Proxy { port, round_trips }
-    }
-
-    fn round_trips(&self) -> u64 {
-        self.round_trips.load(Ordering::SeqCst)
-    }
-}
-
-/// Where a client's byte stream stands in the PostgreSQL frontend protocol: the startup phase
-/// sends untyped messages (length, body: the startup packet, and an SSLRequest before it);
-/// after it every message is a type byte, then a length that counts itself but not the type.
-#[derive(Default)]
-struct FrontendStream {
-    typed: bool,
-    header: Vec<u8>,
-    /// Body bytes of the current message still to come.
-    skip: usize,
-}
-
-impl FrontendStream {
-    /// Reads the next bytes of the stream; returns how many Sync and Query messages began.
-    fn round_trips(&mut self, mut bytes: &[u8]) -> u64 {
-        let mut count = 0;
-        while !bytes.is_empty() {
-            if self.skip > 0 {
-                let n = self.skip.min(bytes.len());
-                (self.skip, bytes) = (self.skip - n, &bytes[n..]);
-                continue;
-            }
-            let header_len = if self.typed { 5 } else { 4 };
-            let n = (header_len - self.header.len()).min(bytes.len());
-            self.header.extend_from_slice(&bytes[..n]);
-            bytes = &bytes[n..];
-            if self.header.len() < header_len {
-                break;
-            }
-            let length = &self.header[header_len - 4..];
-            let length = u32::from_be_bytes(length.try_into().expect("4 bytes")) as usize;
-            self.skip = length.saturating_sub(4);
-            if self.typed {
-                count += u64::from(matches!(self.header[0], b'S' | b'Q'));
-            } else if length != 8 {
-                // 8 bytes is an SSLRequest or GSSENCRequest; anything else is the startup
-                // packet, after which messages are typed.
-                self.typed = true;
-            }
-            self.header.clear();
-        }
-        count
-    }
-}
-
-fn storage_at(url: &str) -> Storage {
-    let url = url.to_owned();
-    let config = Config::from_lookup(|name| (name == "DATABASE_URL").then(|| url.clone()))
-        .expect("configuration");
-    Storage::new(&config).expect("storage")
-}
-
-/// `url` pointed at the proxy on `port`, without TLS (the proxy reads the protocol).
-fn redirect(url: &str, port: u16) -> String {
-    let (host, upstream_port) = host_and_port(url);
-    let proxy = format!("@127.0.0.1:{port}");
-    let with_port = format!("@{host}:{upstream_port}");
-    let redirected = if url.contains(&with_port) {
-        url.replacen(&with_port, &proxy, 1)
-    } else {
-        url.replacen(&format!("@{host}"), &proxy, 1)
-    };
-    assert_ne!(
-        redirected, url,
-        "TEST_DATABASE_URL must be postgres://user@host..."
-    );
-    with_param(&redirected, "sslmode=disable")
-}
-
 /// The `id` column of what `sql` returns, as text.
 async fn ids(sql: &tokio_postgres::Client, query: &str) -> Vec<String> {
     let rows = sql.query(query, &[]).await.expect("fixture rows");
     rows.iter()
         .map(|row| row.get::<_, uuid::Uuid>("id").to_string())
         .collect()
-}
-
-fn client_json(iss: &str, client_id: &str) -> Value {
-    json!({
-        "name": "Canvas", "iss": iss, "clientId": client_id,
-        "authUrl": "https://sso.canvaslms.com/api/lti/authorize_redirect",
-        "tokenUrl": "https://sso.canvaslms.com/login/oauth2/token",
-        "jwksUrl": "https://sso.canvaslms.com/api/lti/security/jwks",
-    })
 }
 
 /// Latencies in nanoseconds, from 1 ns to a minute.

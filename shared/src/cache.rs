@@ -161,6 +161,20 @@ mod tests {
     use serde_json::json;
 
     const MINUTE: Duration = Duration::from_secs(60);
+    const LONG: Duration = Duration::from_secs(3600);
+    const MIB: usize = 1024 * 1024;
+
+    impl Footprint for &str {
+        fn footprint(&self) -> usize {
+            size_of::<Self>()
+        }
+    }
+
+    impl Footprint for i32 {
+        fn footprint(&self) -> usize {
+            size_of::<Self>()
+        }
+    }
 
     fn session(bytes: usize) -> Value {
         json!({ "user": "u".repeat(bytes) })
@@ -198,19 +212,75 @@ mod tests {
     }
 
     #[test]
-    fn entries_expire_at_their_own_deadline_and_misses_are_remembered() {
-        let cache = TtlCache::new(10, 64 * 1024, MINUTE, MINUTE);
-        let (soon, miss) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
-        cache.insert(soon, Some(session(1)), Some(Instant::now()));
-        cache.insert(miss, None, None);
-        assert_eq!(cache.get(&soon), None);
-        assert_eq!(cache.get(&miss), Some(None));
-    }
-
-    #[test]
     fn a_value_weighs_at_least_its_text() {
         let text = "x".repeat(10_000);
         assert!(json!({ "a": [text.clone(), text] }).footprint() >= 20_000);
         assert!(json!(null).footprint() >= size_of::<Value>());
+    }
+
+    #[test]
+    fn a_hit_and_a_miss_are_remembered_until_their_ttl() {
+        let cache = TtlCache::new(10, MIB, Duration::from_millis(200), LONG);
+        cache.insert("hit", Some(1), None);
+        cache.insert("miss", None, None);
+        assert_eq!(cache.get(&"hit"), Some(Some(1)));
+        assert_eq!(cache.get(&"miss"), Some(None));
+        assert_eq!(cache.get(&"never"), None);
+
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(cache.get(&"hit"), None, "the hit TTL is over");
+        assert_eq!(cache.get(&"miss"), Some(None), "the miss TTL is not");
+        assert_eq!(cache.len(), 1, "an expired entry is dropped when read");
+    }
+
+    #[test]
+    fn a_value_is_never_kept_past_its_own_expiry() {
+        let cache = TtlCache::new(10, MIB, LONG, LONG);
+        cache.insert("expired", Some(1), Some(Instant::now()));
+        assert_eq!(cache.get(&"expired"), None);
+        cache.insert(
+            "soon",
+            Some(2),
+            Some(Instant::now() + Duration::from_millis(200)),
+        );
+        assert_eq!(cache.get(&"soon"), Some(Some(2)));
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(cache.get(&"soon"), None);
+    }
+
+    #[test]
+    fn zero_capacity_or_zero_hit_ttl_turns_the_cache_off() {
+        for cache in [
+            TtlCache::new(0, MIB, LONG, LONG),
+            TtlCache::new(10, 0, LONG, LONG),
+            TtlCache::new(10, MIB, Duration::ZERO, LONG),
+        ] {
+            cache.insert("hit", Some(1), None);
+            cache.insert("miss", None, None);
+            assert_eq!(cache.get(&"hit"), None);
+            assert_eq!(cache.get(&"miss"), None);
+            assert_eq!(cache.len(), 0);
+        }
+        // A zero miss TTL keeps the hits only.
+        let cache = TtlCache::new(10, MIB, LONG, Duration::ZERO);
+        cache.insert("hit", Some(1), None);
+        cache.insert("miss", None, None);
+        assert_eq!(cache.get(&"hit"), Some(Some(1)));
+        assert_eq!(cache.get(&"miss"), None);
+    }
+
+    #[test]
+    fn remove_where_drops_only_the_matching_keys_and_clear_drops_all() {
+        let cache = TtlCache::new(10, MIB, LONG, LONG);
+        for key in 1..=4 {
+            cache.insert(key, Some(key * 10), None);
+        }
+        cache.remove_where(|key| key % 2 == 0);
+        assert_eq!(cache.get(&1), Some(Some(10)));
+        assert_eq!(cache.get(&2), None);
+        assert_eq!(cache.get(&3), Some(Some(30)));
+        assert_eq!(cache.len(), 2);
+        cache.clear();
+        assert_eq!(cache.len(), 0);
     }
 }

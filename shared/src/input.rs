@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 
 /// The limit of the schema's `varchar(255)` columns, in characters as PostgreSQL counts them.
-pub const VARCHAR_LIMIT: usize = 255;
+const VARCHAR_LIMIT: usize = 255;
 
 /// An internal id: must be a UUID. The message does not quote the value: a session id is
 /// part of the session's contents.
@@ -111,7 +111,7 @@ pub fn json(field: &str, value: &serde_json::Value) -> Result<()> {
 pub struct Timestamp(pub OffsetDateTime);
 
 impl Timestamp {
-    pub fn from_epoch_millis(millis: i64) -> Option<Self> {
+    fn from_epoch_millis(millis: i64) -> Option<Self> {
         let time =
             OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()?;
         // timestamptz holds years 4713 BC to 294276 AD; keep to sane dates.
@@ -186,4 +186,112 @@ pub fn percent_decode(text: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_uuid_is_accepted_in_any_case_and_anything_else_is_named_without_its_value() {
+        let id = "123e4567-e89b-12d3-a456-426614174000";
+        assert_eq!(uuid("sessionId", id).unwrap().to_string(), id);
+        assert_eq!(
+            uuid("sessionId", &id.to_uppercase()).unwrap().to_string(),
+            id
+        );
+        let err = uuid("sessionId", "secret-session-42").unwrap_err();
+        assert!(err.message.starts_with("sessionId must be a UUID"), "{err}");
+        assert!(err.message.contains("17 characters"), "{err}");
+        assert!(!err.message.contains("secret-session-42"), "{err}");
+    }
+
+    #[test]
+    fn short_text_counts_characters_not_bytes() {
+        let at_limit = "é".repeat(VARCHAR_LIMIT);
+        assert_eq!(short_text("client.name", &at_limit).unwrap(), at_limit);
+        let over = "a".repeat(VARCHAR_LIMIT + 1);
+        let err = short_text("client.name", &over).unwrap_err();
+        assert_eq!(
+            err.message,
+            "client.name is 256 characters long; the limit is 255"
+        );
+        // A backslash and a zero are text; the NUL character is not.
+        assert!(short_text("client.name", "a\\0b").is_ok());
+        assert!(short_text("client.name", "a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn nul_is_refused_in_text_and_anywhere_in_json_keys_and_values() {
+        assert!(text("nonce", "no nul here").is_ok());
+        let err = text("nonce", "a\u{0}").unwrap_err();
+        assert!(err.message.starts_with("nonce contains a NUL"), "{err}");
+        assert!(json("session", &json!({"a": [1, {"b": "ok"}], "c": null})).is_ok());
+        for bad in [
+            json!("a\u{0}"),
+            json!({"deep": [{"x": "a\u{0}"}]}),
+            json!({"key\u{0}": 1}),
+        ] {
+            let err = json("session", &bad).unwrap_err();
+            assert!(err.message.starts_with("session contains a NUL"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_strings_or_epoch_millis_from_1970_to_9999() {
+        let from_text = Timestamp::deserialize_value(&json!("2026-01-31T12:00:00.000Z")).unwrap();
+        let from_millis = Timestamp::deserialize_value(&json!(1_769_860_800_000i64)).unwrap();
+        assert_eq!(from_text, from_millis);
+        assert_eq!(
+            Timestamp::deserialize_value(&json!("2026-01-31T13:00:00+01:00")).unwrap(),
+            from_text
+        );
+        assert!(Timestamp::deserialize_value(&json!(0)).is_ok());
+        assert!(Timestamp::deserialize_value(&json!(253_402_300_799_999i64)).is_ok());
+        for (value, problem) in [
+            (json!(-1), "out of range"),
+            (json!(253_402_300_800_000i64), "out of range"),
+            (json!(1.5), "out of range"),
+            (json!("tomorrow"), "invalid date-time"),
+            (json!("2026-01-31"), "invalid date-time"),
+            (json!(true), "invalid type: a boolean"),
+            (json!(null), "invalid type: null"),
+        ] {
+            let err = Timestamp::deserialize_value(&value).unwrap_err();
+            assert!(err.contains(problem), "{value}: {err}");
+            assert!(
+                err.contains("RFC 3339"),
+                "{value}: says what is expected: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_type_names_each_type() {
+        for (value, name) in [
+            (json!(null), "null"),
+            (json!(false), "a boolean"),
+            (json!(1), "a number"),
+            (json!("x"), "a string"),
+            (json!([]), "an array"),
+            (json!({}), "an object"),
+        ] {
+            assert_eq!(json_type(&value), name);
+        }
+    }
+
+    #[test]
+    fn percent_decode_decodes_escapes_and_refuses_malformed_ones() {
+        assert_eq!(
+            percent_decode("/path%20x%2Fy").as_deref(),
+            Some("/path x/y")
+        );
+        assert_eq!(percent_decode("%C3%A9+").as_deref(), Some("é+"));
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        for malformed in ["%", "%2", "%zz", "%ff", "100%"] {
+            assert_eq!(percent_decode(malformed), None, "{malformed}");
+        }
+    }
 }

@@ -2,14 +2,14 @@
 //! connection and caches, the storage operations, migrations and the expiry cleanup.
 
 pub mod access;
-pub mod cache;
+mod cache;
 pub mod cleanup;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
 pub mod input;
-pub mod logging;
+mod logging;
 pub mod migrate;
 pub mod model;
 pub mod request;

@@ -1,10 +1,8 @@
 //! Memory stays within the session cache's byte budget however many maximum-size sessions are
 //! written and read. One test in its own binary, so the process's peak RSS is this test's.
 
-mod support;
-
 use serde_json::{json, Map, Value};
-use support::{ok, TestDb};
+use test_support::{ok, TestDb};
 use uuid::Uuid;
 
 /// The process's peak resident set (VmHWM), in bytes.

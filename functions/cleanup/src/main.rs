@@ -22,7 +22,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 
 async fn run(storage: &Storage, deadline_ms: u64) -> Result<CleanupCounts, Diagnostic> {
     let started = Instant::now();
-    let deadline = started + time_left(deadline_ms);
+    let deadline = started + time_left(deadline_ms, epoch_ms_now());
     let duration_ms = || started.elapsed().as_millis() as u64;
     match cleanup(storage, deadline).await {
         Ok(outcome) => {
@@ -47,13 +47,58 @@ async fn run(storage: &Storage, deadline_ms: u64) -> Result<CleanupCounts, Diagn
 
 /// Lambda gives the deadline in epoch milliseconds. Local emulators (cargo lambda watch) give
 /// the function's timeout in milliseconds instead: a value before 2001 can only be that.
-fn time_left(deadline_ms: u64) -> Duration {
+fn time_left(deadline_ms: u64, now_ms: u64) -> Duration {
     const EPOCH_MS_OF_2001: u64 = 978_307_200_000;
     if deadline_ms < EPOCH_MS_OF_2001 {
         return Duration::from_millis(deadline_ms);
     }
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |now| now.as_millis() as u64);
     Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
+fn epoch_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |now| now.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW_MS: u64 = 1_769_860_800_000; // 2026-01-31T12:00:00Z
+
+    #[test]
+    fn an_epoch_deadline_leaves_the_time_until_it() {
+        assert_eq!(
+            time_left(NOW_MS + 900_000, NOW_MS),
+            Duration::from_secs(15 * 60)
+        );
+        assert_eq!(time_left(NOW_MS + 1, NOW_MS), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn an_epoch_deadline_already_past_leaves_nothing() {
+        assert_eq!(time_left(NOW_MS, NOW_MS), Duration::ZERO);
+        assert_eq!(time_left(NOW_MS - 5_000, NOW_MS), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_deadline_before_2001_is_a_timeout_as_local_emulators_give_it() {
+        // cargo lambda watch sends Lambda-Runtime-Deadline-Ms: 600000.
+        assert_eq!(time_left(600_000, NOW_MS), Duration::from_secs(600));
+        assert_eq!(time_left(0, NOW_MS), Duration::ZERO);
+        assert_eq!(
+            time_left(978_307_199_999, NOW_MS),
+            Duration::from_millis(978_307_199_999)
+        );
+    }
+
+    #[test]
+    fn a_deadline_from_2001_on_is_an_epoch_time() {
+        assert_eq!(
+            time_left(978_307_200_000, NOW_MS),
+            Duration::ZERO,
+            "a deadline in 2001 is long past"
+        );
+    }
 }

@@ -1,14 +1,12 @@
 //! Nonces (single use, atomic), sessions and registration sessions (the README's
 //! operations table), and the session cache (its Design section).
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use lti_storage::{ErrorKind, Storage};
 use serde_json::{json, Value};
-use support::{fails, ok, TestDb};
+use test_support::{epoch_ms_in, fails, ok, TestDb};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -442,10 +440,6 @@ async fn the_session_cache_never_exceeds_its_capacity() {
 
 // ---- registration sessions -----------------------------------------------------------------
 
-fn epoch_millis_in(seconds: i64) -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp() + seconds) * 1000
-}
-
 fn registration(expires_at: Value) -> Value {
     json!({
         "id": "ignored-by-storage",
@@ -461,7 +455,7 @@ async fn registration_sessions_set_get_delete() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
     let id = Uuid::new_v4();
-    let expires = epoch_millis_in(600);
+    let expires = epoch_ms_in(600);
     let stored = registration(json!(expires));
     let result = ok(
         &storage,
@@ -518,7 +512,7 @@ async fn an_expired_registration_session_is_null() {
     ok(
         &storage,
         json!({"op": "setRegistrationSession", "sessionId": id,
-               "session": registration(json!(epoch_millis_in(-1)))}),
+               "session": registration(json!(epoch_ms_in(-1)))}),
     )
     .await;
     assert_eq!(
@@ -555,10 +549,10 @@ async fn setting_a_registration_session_twice_replaces_it() {
     ok(
         &storage,
         json!({"op": "setRegistrationSession", "sessionId": id,
-               "session": registration(json!(epoch_millis_in(600)))}),
+               "session": registration(json!(epoch_ms_in(600)))}),
     )
     .await;
-    let mut second = registration(json!(epoch_millis_in(1200)));
+    let mut second = registration(json!(epoch_ms_in(1200)));
     second["registrationToken"] = json!("token-xyz");
     ok(
         &storage,
@@ -618,7 +612,7 @@ async fn deleting_an_unknown_registration_session_succeeds() {
     ok(
         &storage,
         json!({"op": "setRegistrationSession", "sessionId": kept,
-               "session": registration(json!(epoch_millis_in(600)))}),
+               "session": registration(json!(epoch_ms_in(600)))}),
     )
     .await;
     let result = ok(

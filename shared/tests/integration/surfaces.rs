@@ -2,13 +2,11 @@
 //! registration's calls when enabled); everything else is Forbidden there, and nothing is
 //! read or written. The admin alias answers everything.
 
-mod support;
-
 use lti_storage::access::Surface;
 use lti_storage::request::{NoArgs, OPS};
 use lti_storage::{ErrorKind, Request, Storage};
 use serde_json::{json, Value};
-use support::{ok, TestDb};
+use test_support::{ok, TestDb};
 
 /// Arguments that make every op valid (ids that need not exist).
 fn payload(op: &str) -> Value {

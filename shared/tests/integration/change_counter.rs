@@ -3,13 +3,11 @@
 //! hand comes back. Concurrent writes the server resolves by rolling one back (deadlock,
 //! serialization failure) are Unavailable, and sent again they go through.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use lti_storage::{ErrorKind, Storage};
 use serde_json::{json, Value};
-use support::{call, ok, with_param, TestDb};
+use test_support::{call, ok, with_param, TestDb};
 
 /// The counter as a container reads it; `None` when its row is missing.
 async fn version(db: &TestDb) -> Option<i64> {

@@ -1,24 +1,14 @@
 //! Prepared statements: kept per connection, re-prepared when the schema changes under them,
 //! and switched off for poolers that cannot keep them.
 
-mod support;
-
-use lti_storage::Config;
-use serde_json::{json, Value};
-use support::{ok, TestDb};
-
-fn add_client(iss: &str) -> Value {
-    json!({"op": "addClient", "client": {
-        "name": "Moodle", "iss": iss, "clientId": "c1",
-        "authUrl": "https://moodle/auth", "tokenUrl": "https://moodle/token",
-        "jwksUrl": "https://moodle/jwks"}})
-}
+use serde_json::json;
+use test_support::{add_client, new_client, ok, TestDb};
 
 #[tokio::test]
 async fn a_statement_prepared_before_a_schema_change_is_prepared_again() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    ok(&storage, add_client("https://before")).await;
+    add_client(&storage, &new_client("https://before", "c1")).await;
     ok(&storage, json!({"op": "listClients"})).await; // prepared on this connection
 
     // A DBA widens a column: the prepared statement's result type no longer matches.
@@ -37,8 +27,7 @@ async fn a_statement_prepared_before_a_schema_change_is_prepared_again() {
 async fn with_prepared_statements_off_every_operation_still_works() {
     let db = TestDb::migrated().await;
     let storage = db.storage_with(&[("PREPARED_STATEMENTS", "false")]);
-    let id = ok(&storage, add_client("https://unprepared")).await;
-    let id = id.as_str().unwrap();
+    let id = add_client(&storage, &new_client("https://unprepared", "c1")).await;
     ok(
         &storage,
         json!({"op": "addDeployment", "clientId": id, "deployment": {"deploymentId": "default"}}),
@@ -63,20 +52,4 @@ async fn with_prepared_statements_off_every_operation_still_works() {
         ok(&storage, json!({"op": "validateNonce", "nonce": "n"})).await,
         false
     );
-}
-
-#[test]
-fn prepared_statements_are_on_unless_turned_off() {
-    let config = |value: Option<&str>| {
-        Config::from_lookup(|name| match name {
-            "DATABASE_URL" => Some("postgres://u@localhost/db".into()),
-            "PREPARED_STATEMENTS" => value.map(str::to_owned),
-            _ => None,
-        })
-    };
-    assert!(config(None).unwrap().prepared_statements);
-    assert!(config(Some("true")).unwrap().prepared_statements);
-    assert!(!config(Some("false")).unwrap().prepared_statements);
-    let err = config(Some("yes")).unwrap_err();
-    assert_eq!(err.variable, "PREPARED_STATEMENTS");
 }

@@ -2,31 +2,15 @@
 //! terminated, a proxy that goes silent or loses an answer, a server out of connections.
 //! Nothing is lost, nothing is applied twice, and no call waits past its time limits.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use lti_storage::model::NewClient;
 use lti_storage::{ErrorKind, Storage};
 use serde_json::{json, Map, Value};
-use support::cluster::Cluster;
-use support::proxy::{Mode, Proxy};
-use support::TestDb;
+use test_support::cluster::Cluster;
+use test_support::proxy::{Mode, Proxy};
+use test_support::{far_future, new_client, storage_at, TestDb};
 
-fn new_client(iss: &str) -> NewClient {
-    NewClient {
-        name: "Canvas".into(),
-        iss: iss.into(),
-        client_id: "10000000000001".into(),
-        auth_url: "https://sso.canvaslms.com/api/lti/authorize_redirect".into(),
-        token_url: "https://sso.canvaslms.com/login/oauth2/token".into(),
-        jwks_url: "https://sso.canvaslms.com/api/lti/security/jwks".into(),
-    }
-}
-
-fn far_future() -> lti_storage::input::Timestamp {
-    lti_storage::input::Timestamp::parse_rfc3339("2099-01-01T00:00:00Z").unwrap()
-}
+const LMS_CLIENT: &str = "10000000000001";
 
 fn session(id: &str) -> Map<String, Value> {
     let Value::Object(map) = json!({"id": id, "user": {"name": "Ada"}, "roles": ["Learner"]})
@@ -37,21 +21,8 @@ fn session(id: &str) -> Map<String, Value> {
 }
 
 /// A storage whose connection goes through `proxy` to the test's schema.
-fn storage_via(db: &TestDb, proxy: &Proxy, upstream_port: u16, vars: &[(&str, &str)]) -> Storage {
-    let url = proxy.url(&db.url, upstream_port);
-    let mut vars = vars.to_vec();
-    vars.push(("DATABASE_URL", &url));
-    db.storage_with(&vars)
-}
-
-fn port_of(url: &str) -> u16 {
-    let after_host = url.rsplit_once(':').expect("port in URL").1;
-    after_host
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .expect("port number")
+fn storage_via(db: &TestDb, proxy: &Proxy, vars: &[(&str, &str)]) -> Storage {
+    storage_at(&proxy.redirect(&db.url), vars)
 }
 
 #[tokio::test]
@@ -60,7 +31,7 @@ async fn a_restarted_database_is_reconnected_by_the_next_call() {
     let db = TestDb::migrated_on(&cluster.url).await;
     let storage = db.storage();
     storage
-        .add_client(&new_client("https://before"))
+        .add_client(&new_client("https://before", LMS_CLIENT))
         .await
         .unwrap();
 
@@ -80,7 +51,7 @@ async fn a_restarted_database_is_reconnected_by_the_next_call() {
 async fn a_backend_terminated_while_idle_is_replaced_by_the_next_call() {
     let db = TestDb::migrated().await;
     let name = format!("terminate_{}", db.schema);
-    let url = support::with_param(&db.url, &format!("application_name={name}"));
+    let url = test_support::with_param(&db.url, &format!("application_name={name}"));
     let storage = db.storage_with(&[("DATABASE_URL", &url)]);
     storage.store_nonce("n1", far_future()).await.unwrap();
 
@@ -94,12 +65,10 @@ async fn a_backend_terminated_while_idle_is_replaced_by_the_next_call() {
 #[tokio::test]
 async fn an_idle_connection_gone_silent_is_replaced_within_the_query_time_limit() {
     let db = TestDb::migrated().await;
-    let upstream = port_of(&db.url);
-    let proxy = Proxy::start(upstream).await;
+    let proxy = Proxy::start(&db.url).await;
     let storage = storage_via(
         &db,
         &proxy,
-        upstream,
         &[
             ("CONNECTION_IDLE_CHECK_MS", "200"),
             ("QUERY_TIMEOUT_MS", "10000"),
@@ -126,17 +95,16 @@ async fn an_idle_connection_gone_silent_is_replaced_within_the_query_time_limit(
     );
     assert_eq!(proxy.accepted(), 2, "one new connection");
     // The session is cached: look it up from a fresh container through the new path.
-    let fresh = storage_via(&db, &proxy, upstream, &[]);
+    let fresh = storage_via(&db, &proxy, &[]);
     assert!(fresh.get_session(&id).await.unwrap().is_some());
 }
 
 #[tokio::test]
 async fn a_connection_gone_silent_mid_use_costs_one_time_limit_then_a_fresh_connection() {
     let db = TestDb::migrated().await;
-    let upstream = port_of(&db.url);
-    let proxy = Proxy::start(upstream).await;
+    let proxy = Proxy::start(&db.url).await;
     // No idle check in play: the silence is met by the call itself.
-    let storage = storage_via(&db, &proxy, upstream, &[("QUERY_TIMEOUT_MS", "1000")]);
+    let storage = storage_via(&db, &proxy, &[("QUERY_TIMEOUT_MS", "1000")]);
     storage.store_nonce("mid-1", far_future()).await.unwrap();
     storage.store_nonce("mid-2", far_future()).await.unwrap();
 
@@ -181,7 +149,7 @@ async fn a_database_down_at_cold_start_is_unavailable_then_used_once_back() {
 
     cluster.start();
     storage
-        .add_client(&new_client("https://back"))
+        .add_client(&new_client("https://back", LMS_CLIENT))
         .await
         .unwrap();
 
@@ -196,10 +164,9 @@ async fn a_database_down_at_cold_start_is_unavailable_then_used_once_back() {
 #[tokio::test]
 async fn an_unreachable_database_is_unavailable_within_the_connect_limit() {
     let db = TestDb::migrated().await;
-    let upstream = port_of(&db.url);
-    let proxy = Proxy::start(upstream).await;
+    let proxy = Proxy::start(&db.url).await;
     proxy.set_mode(Mode::Silent); // accepts, never answers: a black hole
-    let storage = storage_via(&db, &proxy, upstream, &[("CONNECT_TIMEOUT_MS", "700")]);
+    let storage = storage_via(&db, &proxy, &[("CONNECT_TIMEOUT_MS", "700")]);
 
     let started = Instant::now();
     let err = storage
@@ -228,7 +195,7 @@ async fn too_many_connections_is_unavailable_and_says_so() {
     // Take every slot (the migrating connection above has gone).
     let mut held = Vec::new();
     for _ in 0..3 {
-        held.push(support::connect(&cluster.url).await);
+        held.push(test_support::connect(&cluster.url).await);
     }
     let storage = db.storage();
     let err = storage.list_clients().await.unwrap_err();
@@ -247,19 +214,18 @@ async fn too_many_connections_is_unavailable_and_says_so() {
 #[tokio::test]
 async fn a_lost_answer_to_add_client_is_retried_without_a_second_row() {
     let db = TestDb::migrated().await;
-    let upstream = port_of(&db.url);
-    let proxy = Proxy::start(upstream).await;
-    let storage = storage_via(&db, &proxy, upstream, &[]);
+    let proxy = Proxy::start(&db.url).await;
+    let storage = storage_via(&db, &proxy, &[]);
     // Open the connection and prepare the statement on it: the call below then sends only
     // its values, and the cut loses the answer to the INSERT itself.
     storage
-        .add_client(&new_client("https://warm-up"))
+        .add_client(&new_client("https://warm-up", LMS_CLIENT))
         .await
         .unwrap();
 
     proxy.set_mode(Mode::CutAfter("https://lost-answer".into()));
     let id = storage
-        .add_client(&new_client("https://lost-answer"))
+        .add_client(&new_client("https://lost-answer", LMS_CLIENT))
         .await
         .unwrap();
 
@@ -288,9 +254,8 @@ async fn a_lost_answer_to_add_client_is_retried_without_a_second_row() {
 #[tokio::test]
 async fn a_lost_answer_to_add_session_is_retried_without_a_second_row() {
     let db = TestDb::migrated().await;
-    let upstream = port_of(&db.url);
-    let proxy = Proxy::start(upstream).await;
-    let storage = storage_via(&db, &proxy, upstream, &[]);
+    let proxy = Proxy::start(&db.url).await;
+    let storage = storage_via(&db, &proxy, &[]);
     let mut warm_up = session(&uuid::Uuid::new_v4().to_string());
     warm_up.insert("user".into(), json!({"name": "warm-up"}));
     storage.add_session(&warm_up).await.unwrap();
@@ -308,9 +273,8 @@ async fn a_lost_answer_to_add_session_is_retried_without_a_second_row() {
 #[tokio::test]
 async fn a_lost_answer_to_a_nonce_write_is_unavailable_and_never_applied_twice() {
     let db = TestDb::migrated().await;
-    let upstream = port_of(&db.url);
-    let proxy = Proxy::start(upstream).await;
-    let storage = storage_via(&db, &proxy, upstream, &[]);
+    let proxy = Proxy::start(&db.url).await;
+    let storage = storage_via(&db, &proxy, &[]);
     storage.store_nonce("warm-up", far_future()).await.unwrap();
     assert!(storage.validate_nonce("warm-up").await.unwrap());
 
@@ -339,7 +303,10 @@ async fn a_client_deleted_through_one_container_stops_launching_in_another_withi
     let db = TestDb::migrated().await;
     let bound = [("CHANGE_CHECK_INTERVAL_MS", "500")];
     let (a, b) = (db.storage_with(&bound), db.storage_with(&bound));
-    let client = a.add_client(&new_client("https://revoked")).await.unwrap();
+    let client = a
+        .add_client(&new_client("https://revoked", LMS_CLIENT))
+        .await
+        .unwrap();
     let deployment = lti_storage::model::NewDeployment {
         deployment_id: "1:abc".into(),
         name: None,
@@ -361,7 +328,10 @@ async fn a_change_made_by_other_software_is_seen_within_the_bound() {
     let db = TestDb::migrated().await;
     let b = db.storage_with(&[("CHANGE_CHECK_INTERVAL_MS", "500")]);
     let a = db.storage();
-    let client = a.add_client(&new_client("https://moved")).await.unwrap();
+    let client = a
+        .add_client(&new_client("https://moved", LMS_CLIENT))
+        .await
+        .unwrap();
     let deployment = lti_storage::model::NewDeployment {
         deployment_id: "default".into(),
         name: None,
@@ -376,7 +346,7 @@ async fn a_change_made_by_other_software_is_seen_within_the_bound() {
         .unwrap();
     assert_eq!(
         before.unwrap().jwks_url,
-        "https://sso.canvaslms.com/api/lti/security/jwks"
+        "https://moved/api/lti/security/jwks"
     );
 
     // As @lti-tool/postgresql (or psql) would write it.

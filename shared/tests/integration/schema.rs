@@ -2,15 +2,13 @@
 //! catalog; they are idempotent, safe to start twice at once, and keep every row of a
 //! database the TypeScript package already created.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use lti_storage::migrate::{INVOCATION_TIME_LIMIT, LOCK_KEY, MIGRATIONS};
 use lti_storage::request::NoArgs;
 use lti_storage::{ErrorKind, Request, Storage};
 use serde_json::{json, Value};
-use support::TestDb;
+use test_support::{ok, TestDb};
 
 /// The tables of `@lti-tool/postgresql`'s schema.
 const TABLES: &[&str] = &[
@@ -381,14 +379,6 @@ async fn recorded_versions(db: &TestDb) -> Vec<String> {
         .collect()
 }
 
-async fn call(storage: &Storage, payload: Value) -> Value {
-    let request = Request::from_payload(payload.clone()).expect("a valid request");
-    storage
-        .handle(request)
-        .await
-        .unwrap_or_else(|err| panic!("{payload}: {err}"))
-}
-
 /// Every row of `table` as JSON, in key order, without `used_at` when `without_used_at`.
 async fn rows(sql: &tokio_postgres::Client, table: &str, without_used_at: bool) -> Value {
     let minus = if without_used_at { " - 'used_at'" } else { "" };
@@ -503,7 +493,7 @@ async fn insert_ts_rows(sql: &tokio_postgres::Client) {
 
 /// What a tool reads back through this storage from the rows of `insert_ts_rows`.
 async fn assert_ts_rows_readable(storage: &Storage) {
-    let launch = call(
+    let launch = ok(
         storage,
         json!({"op": "getLaunchConfig", "iss": "https://canvas.instructure.com",
                "clientId": "10000000000001", "deploymentId": "1:abc"}),
@@ -517,14 +507,14 @@ async fn assert_ts_rows_readable(storage: &Storage) {
                "tokenUrl": "https://sso.canvaslms.com/login/oauth2/token",
                "jwksUrl": "https://sso.canvaslms.com/api/lti/security/jwks"})
     );
-    let client = call(
+    let client = ok(
         storage,
         json!({"op": "getClientById", "clientId": CLIENT_ID}),
     )
     .await;
     assert_eq!(client["name"], "Canvas");
     assert_eq!(client["deployments"].as_array().map(Vec::len), Some(2));
-    let session = call(
+    let session = ok(
         storage,
         json!({"op": "getSession", "sessionId": SESSION_ID}),
     )
@@ -534,7 +524,7 @@ async fn assert_ts_rows_readable(storage: &Storage) {
         json!({"id": SESSION_ID, "user": {"id": "u1", "name": "Ada"},
                "launch": {"target": "https://tool.example/x"}})
     );
-    let registration = call(
+    let registration = ok(
         storage,
         json!({"op": "getRegistrationSession", "sessionId": REGISTRATION_SESSION_ID}),
     )
@@ -546,7 +536,7 @@ async fn assert_ts_rows_readable(storage: &Storage) {
 }
 
 async fn validate_nonce(storage: &Storage, nonce: &str) -> bool {
-    call(storage, json!({"op": "validateNonce", "nonce": nonce}))
+    ok(storage, json!({"op": "validateNonce", "nonce": nonce}))
         .await
         .as_bool()
         .expect("validateNonce returns a boolean")
@@ -588,7 +578,7 @@ async fn a_second_run_applies_nothing_and_changes_nothing() {
     let db = TestDb::empty().await;
     let storage = db.storage();
     migrate(&storage).await.expect("first run");
-    call(
+    ok(
         &storage,
         json!({"op": "storeNonce", "nonce": "n-1", "expiresAt": "2999-01-01T00:00:00Z"}),
     )
@@ -610,7 +600,7 @@ async fn a_second_run_applies_nothing_and_changes_nothing() {
 async fn the_migration_files_are_idempotent_when_the_record_is_lost() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    call(
+    ok(
         &storage,
         json!({"op": "storeNonce", "nonce": "n-kept", "expiresAt": "2999-01-01T00:00:00Z"}),
     )
@@ -658,7 +648,7 @@ async fn a_database_of_the_typescript_first_schema_is_migrated_keeping_every_row
     assert_ts_rows_readable(&storage).await;
 
     // New nonces work as usual.
-    call(
+    ok(
         &storage,
         json!({"op": "storeNonce", "nonce": "after-migration", "expiresAt": "2999-01-01T00:00:00Z"}),
     )
@@ -748,11 +738,11 @@ async fn two_runners_at_once_both_succeed_and_record_each_migration_once() {
 async fn the_migrate_op_reports_what_it_applied() {
     let db = TestDb::empty().await;
     let storage = db.storage();
-    let first = call(&storage, json!({"op": "migrate"})).await;
+    let first = ok(&storage, json!({"op": "migrate"})).await;
     assert_eq!(first, json!({"applied": versions()}));
     assert_eq!(first["applied"][0], "0001_schema");
     assert_eq!(first["applied"][1], "0002_nonces_used_at");
-    let second = call(&storage, json!({"op": "migrate"})).await;
+    let second = ok(&storage, json!({"op": "migrate"})).await;
     assert_eq!(second, json!({"applied": []}));
     assert_spec_schema(&db).await;
 }
@@ -772,7 +762,7 @@ fn the_migrate_op_ignores_arguments_it_does_not_take() {
 /// A storage whose connection is named after the test, for finding its backend.
 fn named_storage(db: &TestDb) -> (Storage, String) {
     let name = format!("migrate_{}", db.schema);
-    let url = support::with_param(&db.url, &format!("application_name={name}"));
+    let url = test_support::with_param(&db.url, &format!("application_name={name}"));
     (db.storage_with(&[("DATABASE_URL", &url)]), name)
 }
 

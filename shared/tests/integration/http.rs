@@ -5,13 +5,11 @@
 //! Requests go through `route` + `Storage::handle` + `Response::from_result`, exactly what the
 //! storage function does with a function-URL event once it has taken the event apart.
 
-mod support;
-
 use lti_storage::http::{route, NoRoute, Response};
 use lti_storage::request::ROUTES;
 use lti_storage::Storage;
 use serde_json::{json, Value};
-use support::TestDb;
+use test_support::{client_json, launch_config_json, new_client, TestDb};
 use uuid::Uuid;
 
 const ISS: &str = "https://canvas.instructure.com";
@@ -77,17 +75,6 @@ fn failure(what: &str, response: Response, status: u16, error_type: &str) -> Str
     message.to_owned()
 }
 
-fn client_body(iss: &str, client_id: &str) -> Value {
-    json!({
-        "name": "Canvas LMS",
-        "iss": iss,
-        "clientId": client_id,
-        "authUrl": "https://sso.canvaslms.com/api/lti/authorize_redirect",
-        "tokenUrl": "https://sso.canvaslms.com/login/oauth2/token",
-        "jwksUrl": "https://sso.canvaslms.com/api/lti/security/jwks",
-    })
-}
-
 /// The `id` of a `201 {"id": ...}` answer, checked to be a UUID.
 fn created_id(what: &str, response: Response) -> String {
     let body = success(what, response, 201);
@@ -99,13 +86,14 @@ fn created_id(what: &str, response: Response) -> String {
     id.to_owned()
 }
 
-async fn add_client(storage: &Storage) -> String {
+/// Registers a platform through `POST /clients`; returns its id.
+async fn post_client(storage: &Storage) -> String {
     let response = http(
         storage,
         "POST",
         "/clients",
         &[],
-        client_body(ISS, LMS_CLIENT),
+        client_json(&new_client(ISS, LMS_CLIENT)),
     )
     .await;
     created_id("POST /clients", response)
@@ -135,7 +123,7 @@ async fn client_routes_answer_with_the_documented_statuses() {
     );
     assert_eq!(listed, json!([]));
 
-    let id = add_client(&storage).await;
+    let id = post_client(&storage).await;
 
     let listed = success(
         "GET /clients",
@@ -183,12 +171,12 @@ async fn client_routes_answer_with_the_documented_statuses() {
         "POST",
         "/clients",
         &[],
-        client_body(ISS, LMS_CLIENT),
+        client_json(&new_client(ISS, LMS_CLIENT)),
     )
     .await;
     failure("POST /clients duplicate", duplicate, 409, "Conflict");
 
-    let mut incomplete = client_body(ISS, "10000000000002");
+    let mut incomplete = client_json(&new_client(ISS, "10000000000002"));
     incomplete.as_object_mut().unwrap().remove("jwksUrl");
     let message = failure(
         "POST /clients without jwksUrl",
@@ -248,7 +236,7 @@ async fn client_routes_answer_with_the_documented_statuses() {
 async fn deployment_routes_answer_with_the_documented_statuses() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage).await;
+    let client = post_client(&storage).await;
     let list_path = format!("/clients/{client}/deployments");
 
     let listed = success(
@@ -345,7 +333,10 @@ async fn deployment_routes_answer_with_the_documented_statuses() {
         "POST",
         "/clients",
         &[],
-        client_body("https://canvas.test.instructure.com", LMS_CLIENT),
+        client_json(&new_client(
+            "https://canvas.test.instructure.com",
+            LMS_CLIENT,
+        )),
     )
     .await;
     let second = created_id("POST second client", second);
@@ -485,7 +476,7 @@ async fn percent_encoded_path_segments_are_decoded() {
     failure("unencoded '/'", split, 404, "NotFound");
 
     // Ids are decoded too.
-    let client = add_client(&storage).await;
+    let client = post_client(&storage).await;
     let encoded_id = client.replace('-', "%2D");
     let found = http(
         &storage,
@@ -585,19 +576,12 @@ async fn launch_config_routes_answer_with_the_documented_statuses() {
         "NotFound",
     );
 
-    let client = add_client(&storage).await;
+    let client = post_client(&storage).await;
     add_deployment(&storage, &client, LMS_DEPLOYMENT).await;
     let found = http(&storage, "GET", "/launch-config", &query, Value::Null).await;
     assert_eq!(
         success("GET /launch-config", found, 200),
-        json!({
-            "iss": ISS,
-            "clientId": LMS_CLIENT,
-            "deploymentId": LMS_DEPLOYMENT,
-            "authUrl": "https://sso.canvaslms.com/api/lti/authorize_redirect",
-            "tokenUrl": "https://sso.canvaslms.com/login/oauth2/token",
-            "jwksUrl": "https://sso.canvaslms.com/api/lti/security/jwks",
-        })
+        launch_config_json(&new_client(ISS, LMS_CLIENT), LMS_DEPLOYMENT)
     );
 
     let other_iss = [

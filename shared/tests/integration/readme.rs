@@ -1,16 +1,14 @@
 //! The README's tables say what the code does: each row is checked against the code, and each
 //! cause the errors table lists is produced for real and gives the errorType it is listed under.
 
-mod support;
-
 use lti_storage::access::{Access, Surface};
 use lti_storage::http::{route, status_of, NoRoute, Reply};
 use lti_storage::request::{LaunchConfigRef, Request, OPS, ROUTES};
 use lti_storage::{ErrorKind, Storage};
 use serde_json::{json, Value};
-use support::{call, fails, ok, TestDb};
+use test_support::{call, fails, ok, TestDb};
 
-const README: &str = include_str!("../../README.md");
+const README: &str = include_str!("../../../README.md");
 
 /// The cells of each row of the first table after `heading`, header and separator left out.
 fn table_after(heading: &str) -> Vec<Vec<&'static str>> {

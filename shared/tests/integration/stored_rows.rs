@@ -2,10 +2,8 @@
 //! each call that meets one answers (an error of that call at worst), and the same process
 //! serves the next call.
 
-mod support;
-
 use serde_json::{json, Value};
-use support::{call, ok, TestDb};
+use test_support::{call, ok, TestDb};
 use uuid::Uuid;
 
 const ISS: &str = "https://canvas.example.edu";

@@ -3,18 +3,16 @@
 //! session contents) appear in error messages. Every log line of a test is captured, at
 //! TRACE level, as the functions write them (JSON).
 
-mod support;
-
 use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use lti_storage::input::Timestamp;
 use lti_storage::model::NewClient;
-use lti_storage::{Config, Error, ErrorKind, Request, Storage};
+use lti_storage::{ErrorKind, Storage};
 use serde_json::{json, Map, Value};
-use support::cluster::Cluster;
-use support::{with_password, TestDb};
+use test_support::cluster::Cluster;
+use test_support::{call, config_at, free_port, new_client, with_password, TestDb};
 use tracing::subscriber::DefaultGuard;
 
 const PASSWORD: &str = "Zq8-hunter2-SECRET-pw";
@@ -82,46 +80,11 @@ fn assert_error_without(err: &(impl std::fmt::Display + std::fmt::Debug), secret
     }
 }
 
-fn config(url: &str, vars: &[(&str, &str)]) -> Result<Config, lti_storage::config::ConfigError> {
-    Config::from_lookup(|name| {
-        if name == "DATABASE_URL" {
-            return Some(url.to_string());
-        }
-        vars.iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.to_string())
-    })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn new_client(name: &str) -> NewClient {
-    NewClient {
-        name: name.into(),
-        iss: "https://canvas.instructure.com".into(),
-        client_id: "10000000000001".into(),
-        auth_url: "https://sso.canvaslms.com/api/lti/authorize_redirect".into(),
-        token_url: "https://sso.canvaslms.com/login/oauth2/token".into(),
-        jwks_url: "https://sso.canvaslms.com/api/lti/security/jwks".into(),
-    }
-}
-
 fn object(value: Value) -> Map<String, Value> {
     let Value::Object(map) = value else {
         panic!("not an object")
     };
     map
-}
-
-/// Runs a direct-invocation payload, as the storage function does.
-async fn invoke(storage: &Storage, payload: Value) -> Result<Value, Error> {
-    storage.handle(Request::from_payload(payload)?).await
 }
 
 #[test]
@@ -159,7 +122,7 @@ fn malformed_configuration_never_shows_the_password() {
         (PASSWORD.to_string(), "DATABASE_URL"),
     ];
     for (url, variable) in &cases {
-        let err = config(url, &[]).expect_err(url);
+        let err = config_at(url, &[]).expect_err(url);
         assert_eq!(err.variable, *variable, "{err}");
         assert!(err.to_string().contains(variable), "{err}");
         assert_error_without(&err, &[PASSWORD]);
@@ -170,13 +133,13 @@ fn malformed_configuration_never_shows_the_password() {
         ("LOG_LEVEL", "loud"),
         ("SESSION_TTL_SECS", "-1"),
     ] {
-        let err = config(&format!("{host}:5432/postgres"), &[(name, value)]).unwrap_err();
+        let err = config_at(&format!("{host}:5432/postgres"), &[(name, value)]).unwrap_err();
         assert_eq!(err.variable, name);
         assert_error_without(&err, &[PASSWORD]);
     }
     // A root certificate that cannot be read stops the storage at init.
     let url = format!("{host}:5432/postgres?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem");
-    let Err(err) = Storage::new(&config(&url, &[]).unwrap()) else {
+    let Err(err) = Storage::new(&config_at(&url, &[]).unwrap()) else {
         panic!("an unreadable root certificate must stop the storage");
     };
     assert_eq!(err.variable, "PGSSLROOTCERT");
@@ -189,7 +152,7 @@ fn debug_of_a_valid_config_never_shows_the_password() {
     let url = format!(
         "postgres://postgres:{PASSWORD}@db.example.internal:6432/lti?sslmode=verify-full&application_name=tool"
     );
-    let config = config(&url, &[]).unwrap();
+    let config = config_at(&url, &[]).unwrap();
     for shown in [format!("{config:?}"), format!("{config:#?}")] {
         assert!(!shown.contains(PASSWORD), "{shown}");
         // It still shows what a user needs to check the set-up.
@@ -208,7 +171,7 @@ async fn a_refused_connection_never_shows_the_password() {
         "postgres://postgres:{PASSWORD}@127.0.0.1:{}/postgres",
         free_port()
     );
-    let storage = Storage::new(&config(&url, &[]).unwrap()).unwrap();
+    let storage = Storage::new(&config_at(&url, &[]).unwrap()).unwrap();
 
     let err = storage.list_clients().await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
@@ -224,7 +187,8 @@ async fn a_connect_timeout_never_shows_the_password() {
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let url = format!("postgres://postgres:{PASSWORD}@127.0.0.1:{port}/postgres");
-    let storage = Storage::new(&config(&url, &[("CONNECT_TIMEOUT_MS", "300")]).unwrap()).unwrap();
+    let storage =
+        Storage::new(&config_at(&url, &[("CONNECT_TIMEOUT_MS", "300")]).unwrap()).unwrap();
 
     let err = storage.list_clients().await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
@@ -239,7 +203,7 @@ async fn a_refused_password_is_internal_and_never_shown() {
     let cluster = Cluster::create(&["--password", "other-password"]);
 
     let wrong = with_password(&cluster.url, PASSWORD);
-    let storage = Storage::new(&config(&wrong, &[]).unwrap()).unwrap();
+    let storage = Storage::new(&config_at(&wrong, &[]).unwrap()).unwrap();
     let err = storage.list_clients().await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Internal, "{err}");
     assert!(
@@ -249,7 +213,8 @@ async fn a_refused_password_is_internal_and_never_shown() {
     assert_error_without(&err, &[PASSWORD, "other-password"]);
 
     // TLS asked of a server without it: refused before any password is sent.
-    let storage = Storage::new(&config(&format!("{wrong}?sslmode=require"), &[]).unwrap()).unwrap();
+    let storage =
+        Storage::new(&config_at(&format!("{wrong}?sslmode=require"), &[]).unwrap()).unwrap();
     let err = storage.list_clients().await.unwrap_err();
     assert!(err.message.contains("does not support TLS"), "{err}");
     assert_error_without(&err, &[PASSWORD]);
@@ -289,7 +254,7 @@ async fn database_errors_never_show_the_password_or_the_values() {
             "session": {"expiresAt": 4102444800000u64, "secret": SESSION_SECRET}}),
     ];
     for payload in payloads {
-        let err = invoke(&storage, payload.clone()).await.unwrap_err();
+        let err = call(&storage, payload.clone()).await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Internal, "{payload}: {err}");
         assert!(
             err.message.contains("apply the migrations"),
@@ -302,8 +267,9 @@ async fn database_errors_never_show_the_password_or_the_values() {
     // error with no wording of its own (a check constraint a DBA added).
     let db = TestDb::migrated_on(&url).await;
     let storage = db.storage();
-    storage.add_client(&new_client("Canvas")).await.unwrap();
-    let err = storage.add_client(&new_client("Canvas")).await.unwrap_err();
+    let canvas = new_client("https://canvas.instructure.com", "10000000000001");
+    storage.add_client(&canvas).await.unwrap();
+    let err = storage.add_client(&canvas).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
     assert_error_without(
         &err,
@@ -319,7 +285,7 @@ async fn database_errors_never_show_the_password_or_the_values() {
         json!({"op": "storeNonce", "nonce": NONCE, "expiresAt": -1}),
     ];
     for payload in invalid {
-        let err = invoke(&storage, payload.clone()).await.unwrap_err();
+        let err = call(&storage, payload.clone()).await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidInput, "{payload}: {err}");
         assert_error_without(&err, &[PASSWORD, NONCE]);
     }
@@ -332,7 +298,10 @@ async fn database_errors_never_show_the_password_or_the_values() {
         .await
         .unwrap();
     let err = storage
-        .add_client(&new_client("reserved-name"))
+        .add_client(&NewClient {
+            name: "reserved-name".into(),
+            ..canvas
+        })
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Internal, "{err}");
@@ -360,7 +329,7 @@ async fn a_dropped_connection_is_logged_and_replaced_without_showing_the_passwor
     let name = format!("secrets_{}", db.schema);
     let storage = db.storage_with(&[(
         "DATABASE_URL",
-        &support::with_param(&db.url, &format!("application_name={name}")),
+        &test_support::with_param(&db.url, &format!("application_name={name}")),
     )]);
     storage.list_clients().await.unwrap();
 
@@ -416,7 +385,7 @@ async fn nonces_and_session_contents_never_appear_in_error_messages() {
         json!({"op": "getLaunchConfig", "iss": SESSION_SECRET, "clientId": 1, "deploymentId": "d"}),
     ];
     for payload in refused {
-        let err = invoke(&storage, payload.clone()).await.unwrap_err();
+        let err = call(&storage, payload.clone()).await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidInput, "{payload}: {err}");
         assert_error_without(&err, &[NONCE, SESSION_SECRET]);
     }
@@ -439,7 +408,7 @@ async fn ignored_fields_are_logged_by_name_never_by_value() {
     let client = json!({"name": "Canvas", "iss": "https://canvas.instructure.com",
         "clientId": "1", "authUrl": "https://a", "tokenUrl": "https://t", "jwksUrl": "https://j",
         "platformSecret": SESSION_SECRET});
-    invoke(
+    call(
         &storage,
         json!({"op": "addClient", "client": client, "callerNonce": NONCE}),
     )

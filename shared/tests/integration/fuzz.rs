@@ -4,8 +4,6 @@
 //! documented shape, and gives back what it stored. One runtime and one storage instance
 //! (one connection, one set of caches) per property, like one warm container.
 
-mod support;
-
 use std::cell::Cell;
 
 use lti_storage::http::{route, NoRoute, Response};
@@ -15,7 +13,7 @@ use lti_storage::{Error, ErrorKind, Request, Storage};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Map, Value};
-use support::TestDb;
+use test_support::TestDb;
 use time::OffsetDateTime;
 use tokio::runtime::Runtime;
 use uuid::Uuid;

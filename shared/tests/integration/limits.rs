@@ -1,10 +1,8 @@
 //! Size limits: what no caller can store, so no container's memory is at a caller's mercy.
 
-mod support;
-
 use lti_storage::ErrorKind;
 use serde_json::{json, Map, Value};
-use support::{fails, ok, TestDb};
+use test_support::{fails, ok, TestDb};
 use uuid::Uuid;
 
 /// A session of about `bytes` bytes of JSON.

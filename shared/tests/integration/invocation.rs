@@ -1,14 +1,13 @@
 //! The direct-invocation contract (the README's Direct invocation and Errors sections): payload parsing, input checks
 //! and error kinds and messages, through `Request::from_payload` + `Storage::handle`.
 
-mod support;
-
 use lti_storage::{Config, Error, ErrorKind, Request, Storage};
 use serde_json::{json, Value};
-use support::{call, ok, TestDb};
+use test_support::{add_client, call, client_json, new_client, ok, TestDb};
 use uuid::Uuid;
 
 const ISS: &str = "https://canvas.instructure.com";
+const LMS_CLIENT: &str = "10000000000001";
 
 /// The error of a payload that must fail, checked to be InvalidInput.
 async fn invalid(storage: &Storage, payload: Value) -> Error {
@@ -42,25 +41,6 @@ fn assert_mentions(err: &Error, words: &[&str]) {
             err.message
         );
     }
-}
-
-fn client_json() -> Value {
-    json!({
-        "name": "Canvas",
-        "iss": ISS,
-        "clientId": "10000000000001",
-        "authUrl": "https://sso.canvaslms.com/api/lti/authorize_redirect",
-        "tokenUrl": "https://sso.canvaslms.com/login/oauth2/token",
-        "jwksUrl": "https://sso.canvaslms.com/api/lti/security/jwks",
-    })
-}
-
-async fn add_client(storage: &Storage) -> String {
-    ok(storage, json!({"op": "addClient", "client": client_json()}))
-        .await
-        .as_str()
-        .expect("addClient returns a string")
-        .to_owned()
 }
 
 // ---- payload shape -------------------------------------------------------------------------
@@ -124,7 +104,7 @@ fn a_missing_field_is_invalid_input_naming_the_op_and_the_field() {
     assert_mentions(&err, &["saveLaunchConfig", "launchConfig"]);
 
     // Inside an object argument.
-    let mut client = client_json();
+    let mut client = client_json(&new_client(ISS, LMS_CLIENT));
     client.as_object_mut().unwrap().remove("jwksUrl");
     let err = refused(json!({"op": "addClient", "client": client}));
     assert_mentions(&err, &["addClient", "jwksUrl"]);
@@ -149,7 +129,7 @@ fn a_mistyped_field_is_invalid_input_naming_the_op_and_the_field() {
                              "sessionId": Uuid::new_v4().to_string(), "session": "x"}));
     assert_mentions(&err, &["setRegistrationSession", "session"]);
 
-    let mut client = client_json();
+    let mut client = client_json(&new_client(ISS, LMS_CLIENT));
     client["name"] = json!(5);
     let err = refused(json!({"op": "addClient", "client": client}));
     assert_mentions(&err, &["addClient", "name"]);
@@ -173,7 +153,7 @@ async fn fields_the_storage_does_not_keep_are_ignored_and_not_stored() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
 
-    let mut whole_client = client_json();
+    let mut whole_client = client_json(&new_client(ISS, LMS_CLIENT));
     whole_client["id"] = json!("not-the-id-it-gets");
     whole_client["deployments"] = json!([{"id": "x", "deploymentId": "ignored"}]);
     whole_client["addedInAFutureVersion"] = json!({"nested": [1, 2]});
@@ -215,7 +195,7 @@ async fn fields_the_storage_does_not_keep_are_ignored_and_not_stored() {
     )
     .await;
 
-    let mut expected = client_json();
+    let mut expected = client_json(&new_client(ISS, LMS_CLIENT));
     expected["id"] = json!(id);
     expected["name"] = json!("Canvas (renamed)");
     expected["deployments"] = json!([{"id": deployment_id, "deploymentId": "default",
@@ -236,13 +216,13 @@ async fn fields_the_storage_does_not_keep_are_ignored_and_not_stored() {
     ok(&storage, json!({"op": "listClients", "limit": 10})).await;
     let config = ok(
         &storage,
-        json!({"op": "getLaunchConfig", "iss": ISS, "clientId": "10000000000001",
+        json!({"op": "getLaunchConfig", "iss": ISS, "clientId": LMS_CLIENT,
                "deploymentId": "1:abc", "cache": false}),
     )
     .await;
     assert_eq!(
         config["jwksUrl"],
-        client_json()["jwksUrl"],
+        client_json(&new_client(ISS, LMS_CLIENT))["jwksUrl"],
         "resolved through `default`"
     );
 }
@@ -250,7 +230,7 @@ async fn fields_the_storage_does_not_keep_are_ignored_and_not_stored() {
 /// Ignoring a field never relaxes the checks on the fields that are kept.
 #[test]
 fn kept_fields_are_still_checked_inside_whole_objects() {
-    let mut client = client_json();
+    let mut client = client_json(&new_client(ISS, LMS_CLIENT));
     client["deployments"] = json!([]);
     client["jwksUrl"] = json!(42);
     let err = refused(json!({"op": "addClient", "client": client}));
@@ -275,7 +255,7 @@ async fn text_over_255_characters_is_invalid_input_and_writes_nothing() {
     let storage = db.storage();
     let long = "a".repeat(256);
     for field in ["name", "iss", "clientId"] {
-        let mut client = client_json();
+        let mut client = client_json(&new_client(ISS, LMS_CLIENT));
         client[field] = json!(long);
         let err = invalid(&storage, json!({"op": "addClient", "client": client})).await;
         assert_mentions(&err, &[field]);
@@ -283,12 +263,12 @@ async fn text_over_255_characters_is_invalid_input_and_writes_nothing() {
     assert_eq!(db.count("SELECT count(*) FROM clients").await, 0);
 
     // Multi-byte characters count as characters, as PostgreSQL counts them.
-    let mut client = client_json();
+    let mut client = client_json(&new_client(ISS, LMS_CLIENT));
     client["name"] = json!("é".repeat(256));
     invalid(&storage, json!({"op": "addClient", "client": client})).await;
     assert_eq!(db.count("SELECT count(*) FROM clients").await, 0);
 
-    let id = add_client(&storage).await;
+    let id = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     let err = invalid(
         &storage,
         json!({"op": "updateClient", "clientId": id, "client": {"name": long}}),
@@ -296,7 +276,7 @@ async fn text_over_255_characters_is_invalid_input_and_writes_nothing() {
     .await;
     assert_mentions(&err, &["name"]);
     assert_eq!(
-        db.count("SELECT count(*) FROM clients WHERE name = 'Canvas'")
+        db.count("SELECT count(*) FROM clients WHERE name = 'Platform 10000000000001'")
             .await,
         1,
         "the client is not changed (nor truncated)"
@@ -346,7 +326,7 @@ async fn text_of_exactly_255_multi_byte_characters_is_accepted() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
     let max = "é".repeat(255);
-    let mut client = client_json();
+    let mut client = client_json(&new_client(ISS, LMS_CLIENT));
     client["name"] = json!(max);
     client["iss"] = json!(max);
     client["clientId"] = json!(max);
@@ -402,14 +382,14 @@ async fn nul_characters_are_invalid_input() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
     for field in ["name", "iss", "clientId", "authUrl", "tokenUrl", "jwksUrl"] {
-        let mut client = client_json();
+        let mut client = client_json(&new_client(ISS, LMS_CLIENT));
         client[field] = json!("before\u{0}after");
         let err = invalid(&storage, json!({"op": "addClient", "client": client})).await;
         assert_mentions(&err, &[field]);
     }
     assert_eq!(db.count("SELECT count(*) FROM clients").await, 0);
 
-    let id = add_client(&storage).await;
+    let id = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     invalid(
         &storage,
         json!({"op": "updateClient", "clientId": id, "client": {"authUrl": "x\u{0}"}}),
@@ -476,7 +456,7 @@ async fn nul_characters_are_invalid_input() {
 async fn non_uuid_ids_are_invalid_input_for_writes() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     let deployment = ok(
         &storage,
         json!({"op": "addDeployment", "clientId": client, "deployment": {"deploymentId": "1"}}),
@@ -511,7 +491,7 @@ async fn non_uuid_ids_are_invalid_input_for_writes() {
     }
     // Nothing was changed.
     assert_eq!(
-        db.count("SELECT count(*) FROM clients WHERE name = 'Canvas'")
+        db.count("SELECT count(*) FROM clients WHERE name = 'Platform 10000000000001'")
             .await,
         1
     );
@@ -530,7 +510,7 @@ async fn non_uuid_ids_are_invalid_input_for_writes() {
 async fn non_uuid_ids_are_null_for_lookups() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     for payload in [
         json!({"op": "getClientById", "clientId": "x"}),
         json!({"op": "getDeployment", "clientId": client, "deploymentId": "1"}),

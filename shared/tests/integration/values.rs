@@ -4,12 +4,10 @@
 //! 1 MB string. NUL, which PostgreSQL text and jsonb cannot hold, is refused with a message
 //! naming the field, and nothing is written.
 
-mod support;
-
 use lti_storage::model::{Client, LaunchConfig, NewClient};
-use lti_storage::{Error, ErrorKind, Request, Storage};
+use lti_storage::{Error, ErrorKind};
 use serde_json::{json, Map, Value};
-use support::TestDb;
+use test_support::{client_json, fails, far_future, ok, TestDb};
 
 /// Strings a careless storage would break, interpret or normalise.
 const NASTY: &[&str] = &[
@@ -27,35 +25,8 @@ const NASTY: &[&str] = &[
     "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 \u{10ffff} \u{fffd} \u{e000}",
 ];
 
-async fn call(storage: &Storage, payload: Value) -> Result<Value, Error> {
-    storage.handle(Request::from_payload(payload)?).await
-}
-
-async fn ok(storage: &Storage, payload: Value) -> Value {
-    let shown: String = payload.to_string().chars().take(300).collect();
-    call(storage, payload)
-        .await
-        .unwrap_or_else(|err| panic!("{shown} failed: {err}"))
-}
-
-async fn fails(storage: &Storage, payload: Value) -> Error {
-    let shown: String = payload.to_string().chars().take(300).collect();
-    match call(storage, payload).await {
-        Ok(value) => panic!("{shown} succeeded with {value}, expected an error"),
-        Err(err) => err,
-    }
-}
-
-async fn count(db: &TestDb, table: &str) -> i64 {
-    db.sql()
-        .await
-        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await
-        .unwrap()
-        .get(0)
-}
-
-fn new_client(i: usize, text: &str) -> NewClient {
+/// A registration whose every field holds `text` (the clientId also `i`, to keep it unique).
+fn client_of(i: usize, text: &str) -> NewClient {
     NewClient {
         name: text.to_string(),
         iss: format!("https://{text}"),
@@ -64,13 +35,6 @@ fn new_client(i: usize, text: &str) -> NewClient {
         token_url: format!("https://lms.example/token/{text}"),
         jwks_url: text.to_string(),
     }
-}
-
-fn client_json(client: &NewClient) -> Value {
-    json!({
-        "name": client.name, "iss": client.iss, "clientId": client.client_id,
-        "authUrl": client.auth_url, "tokenUrl": client.token_url, "jwksUrl": client.jwks_url,
-    })
 }
 
 fn assert_same_client(got: &Client, want: &NewClient) {
@@ -97,7 +61,7 @@ async fn client_and_deployment_text_round_trips_byte_for_byte() {
     let storage = db.storage();
     let mut added = Vec::new();
     for (i, text) in NASTY.iter().enumerate() {
-        let client = new_client(i, text);
+        let client = client_of(i, text);
         let id = ok(
             &storage,
             json!({"op": "addClient", "client": client_json(&client)}),
@@ -113,9 +77,15 @@ async fn client_and_deployment_text_round_trips_byte_for_byte() {
         added.push((id, client));
     }
     // Nothing was executed: every table is there, with every row.
-    assert_eq!(count(&db, "clients").await, NASTY.len() as i64);
-    assert_eq!(count(&db, "deployments").await, NASTY.len() as i64);
-    assert_eq!(count(&db, "nonces").await, 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM clients").await,
+        NASTY.len() as i64
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM deployments").await,
+        NASTY.len() as i64
+    );
+    assert_eq!(db.count("SELECT count(*) FROM nonces").await, 0);
 
     // A fresh instance: nothing from a cache.
     let reader = db.storage();
@@ -184,7 +154,7 @@ async fn updates_keep_text_byte_for_byte() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
     let id = storage
-        .add_client(&new_client(0, "plain"))
+        .add_client(&client_of(0, "plain"))
         .await
         .unwrap()
         .to_string();
@@ -194,7 +164,7 @@ async fn updates_keep_text_byte_for_byte() {
     )
     .await;
     for (i, text) in NASTY.iter().enumerate() {
-        let want = new_client(i, text);
+        let want = client_of(i, text);
         ok(
             &storage,
             json!({"op": "updateClient", "clientId": id, "client": client_json(&want)}),
@@ -228,7 +198,7 @@ async fn unicode_is_never_normalised() {
         let client = NewClient {
             client_id: client_id.into(),
             iss: iss.into(),
-            ..new_client(0, client_id)
+            ..client_of(0, client_id)
         };
         let id = storage.add_client(&client).await.unwrap().to_string();
         ok(
@@ -256,7 +226,7 @@ async fn unicode_is_never_normalised() {
         None
     );
 
-    let far = lti_storage::input::Timestamp::parse_rfc3339("2099-01-01T00:00:00Z").unwrap();
+    let far = far_future();
     storage.store_nonce(decomposed, far).await.unwrap();
     assert!(!storage.validate_nonce(precomposed).await.unwrap());
     assert!(storage.validate_nonce(decomposed).await.unwrap());
@@ -272,14 +242,14 @@ async fn length_limits_count_characters_not_bytes() {
     let client = NewClient {
         name: emoji.clone(),
         auth_url: long_url.clone(),
-        ..new_client(0, "limits")
+        ..client_of(0, "limits")
     };
     let id = storage.add_client(&client).await.unwrap().to_string();
     let got = db.storage().get_client_by_id(&id).await.unwrap().unwrap();
     assert_eq!(got.name, emoji);
     assert_eq!(got.auth_url, long_url);
 
-    let far = lti_storage::input::Timestamp::parse_rfc3339("2099-01-01T00:00:00Z").unwrap();
+    let far = far_future();
     storage.store_nonce(&emoji, far).await.unwrap();
     assert!(storage.validate_nonce(&emoji).await.unwrap());
 
@@ -289,7 +259,7 @@ async fn length_limits_count_characters_not_bytes() {
         ("client.name", "e\u{301}".repeat(128)),
         ("client.iss", "東".repeat(256)),
     ] {
-        let mut fields = client_json(&new_client(1, "over"));
+        let mut fields = client_json(&client_of(1, "over"));
         fields[field.trim_start_matches("client.")] = json!(value);
         let err = fails(&storage, json!({"op": "addClient", "client": fields})).await;
         assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
@@ -301,8 +271,8 @@ async fn length_limits_count_characters_not_bytes() {
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidInput);
-    assert_eq!(count(&db, "clients").await, 1);
-    assert_eq!(count(&db, "nonces").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM clients").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM nonces").await, 1);
 }
 
 #[tokio::test]
@@ -316,7 +286,10 @@ async fn nonces_round_trip_byte_for_byte() {
         )
         .await;
     }
-    assert_eq!(count(&db, "nonces").await, NASTY.len() as i64);
+    assert_eq!(
+        db.count("SELECT count(*) FROM nonces").await,
+        NASTY.len() as i64
+    );
     let stored: Vec<Vec<u8>> = db
         .sql()
         .await
@@ -492,14 +465,14 @@ fn with_nul(json_text: &str) -> Value {
 async fn nul_in_client_and_deployment_fields_is_refused_and_nothing_written() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let good = client_json(&new_client(0, "good"));
+    let good = client_json(&client_of(0, "good"));
     for field in ["name", "iss", "clientId", "authUrl", "tokenUrl", "jwksUrl"] {
         let mut client = good.clone();
         client[field] = with_nul(r#""before\u0000after""#);
         let err = fails(&storage, json!({"op": "addClient", "client": client})).await;
         assert_nul_refused(&err, &format!("client.{field}"));
     }
-    assert_eq!(count(&db, "clients").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM clients").await, 0);
 
     let id = ok(&storage, json!({"op": "addClient", "client": good})).await;
     for field in ["name", "iss", "clientId", "authUrl", "tokenUrl", "jwksUrl"] {
@@ -515,7 +488,7 @@ async fn nul_in_client_and_deployment_fields_is_refused_and_nothing_written() {
         .get_client_by_id(id.as_str().unwrap())
         .await
         .unwrap();
-    assert_same_client(&unchanged.unwrap(), &new_client(0, "good"));
+    assert_same_client(&unchanged.unwrap(), &client_of(0, "good"));
 
     for field in ["deploymentId", "name", "description"] {
         let mut deployment = json!({"deploymentId": "1", "name": "n", "description": "d"});
@@ -527,7 +500,7 @@ async fn nul_in_client_and_deployment_fields_is_refused_and_nothing_written() {
         .await;
         assert_nul_refused(&err, &format!("deployment.{field}"));
     }
-    assert_eq!(count(&db, "deployments").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM deployments").await, 0);
     let deployment = ok(
         &storage,
         json!({"op": "addDeployment", "clientId": id, "deployment": {"deploymentId": "1"}}),
@@ -573,7 +546,7 @@ async fn nul_in_a_nonce_is_refused_and_nothing_written() {
     )
     .await;
     assert_nul_refused(&err, "nonce");
-    assert_eq!(count(&db, "nonces").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM nonces").await, 0);
     let valid = ok(
         &storage,
         with_nul(r#"{"op":"validateNonce","nonce":"abc\u0000def"}"#),
@@ -608,8 +581,11 @@ async fn nul_anywhere_in_session_json_is_refused_and_nothing_written() {
         .await;
         assert_nul_refused(&err, "session");
     }
-    assert_eq!(count(&db, "sessions").await, 0);
-    assert_eq!(count(&db, "registration_sessions").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM sessions").await, 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM registration_sessions").await,
+        0
+    );
     assert_eq!(storage.get_session(&id).await.unwrap(), None);
 }
 

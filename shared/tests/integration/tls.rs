@@ -4,18 +4,16 @@
 //! a message that says why), an encrypted connection really is encrypted on the server, and
 //! a password asked for in a form that reveals it goes only to a server that was verified.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
-use lti_storage::{Config, ErrorKind, Request, Storage};
+use lti_storage::{ErrorKind, Request, Storage};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
 };
 use serde_json::json;
-use support::cluster::Cluster;
-use support::{with_param, with_password, TestDb};
+use test_support::cluster::Cluster;
+use test_support::{config_at, storage_at, with_param, with_password, TestDb};
 
 /// A CA that can sign server certificates.
 struct Ca {
@@ -126,16 +124,13 @@ fn url_value(path: &Path) -> String {
 
 /// A storage on `db` through `params` added to its URL, with extra variables.
 fn storage(db: &TestDb, params: &str, vars: &[(&str, &str)]) -> Storage {
-    let url = with_param(&db.url, params);
-    let mut vars = vars.to_vec();
-    vars.push(("DATABASE_URL", &url));
-    db.storage_with(&vars)
+    storage_at(&with_param(&db.url, params), vars)
 }
 
 /// What pg_stat_ssl says of the storage's connection (application_name `lti-storage`), asked
 /// through `admin_url`: (ssl, TLS version), or `None` when it has no connection.
 async fn server_view_of_storage_connection(admin_url: &str) -> Option<(bool, Option<String>)> {
-    let admin = support::connect(admin_url).await;
+    let admin = test_support::connect(admin_url).await;
     let rows = admin
         .query(
             "SELECT s.ssl, s.version FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
@@ -420,24 +415,17 @@ async fn scram_works_over_connections_that_do_not_verify_the_server() {
     }
 }
 
-fn config_for(url: &str, pg_ssl_root_cert: Option<&str>) -> Config {
-    Config::from_lookup(|name| match name {
-        "DATABASE_URL" => Some(url.to_string()),
-        "PGSSLROOTCERT" => pg_ssl_root_cert.map(str::to_string),
-        _ => None,
-    })
-    .expect("the configuration itself parses")
-}
-
 #[test]
 fn a_missing_root_certificate_file_stops_the_storage_at_init() {
     let missing = std::env::temp_dir().join(format!("no-such-ca-{}.pem", uuid::Uuid::new_v4()));
-    let base = "postgres://postgres@127.0.0.1:1/postgres?sslmode=verify-full";
+    let password = "Zq8-tls-SECRET";
+    let base = format!("postgres://postgres:{password}@127.0.0.1:1/postgres?sslmode=verify-full");
     let cases = [
-        config_for(base, Some(path_str(&missing))),
-        config_for(&format!("{base}&sslrootcert={}", url_value(&missing)), None),
+        config_at(&base, &[("PGSSLROOTCERT", path_str(&missing))]),
+        config_at(&format!("{base}&sslrootcert={}", url_value(&missing)), &[]),
     ];
     for config in cases {
+        let config = config.expect("the path itself is not checked while parsing");
         let Err(err) = Storage::new(&config) else {
             panic!("a missing root certificate must be refused at init");
         };
@@ -446,6 +434,7 @@ fn a_missing_root_certificate_file_stops_the_storage_at_init() {
         assert!(message.contains("PGSSLROOTCERT"), "{message}");
         assert!(message.contains(path_str(&missing)), "{message}");
         assert!(message.contains("cannot be read"), "{message}");
+        assert!(!message.contains(password), "{message}");
     }
 }
 
@@ -453,10 +442,12 @@ fn a_missing_root_certificate_file_stops_the_storage_at_init() {
 fn a_root_certificate_file_without_certificates_stops_the_storage_at_init() {
     let pki = Pki::new();
     // A private key is PEM, but no certificate.
-    let config = config_for(
+    let key = [("PGSSLROOTCERT", path_str(&pki.server.1))];
+    let config = config_at(
         "postgres://postgres@127.0.0.1:1/postgres?sslmode=verify-ca",
-        Some(path_str(&pki.server.1)),
-    );
+        &key,
+    )
+    .expect("the configuration itself parses");
     let Err(err) = Storage::new(&config) else {
         panic!("a root certificate file with no certificate must be refused at init");
     };
@@ -464,10 +455,11 @@ fn a_root_certificate_file_without_certificates_stops_the_storage_at_init() {
     assert!(err.to_string().contains("holds no certificate"), "{err}");
 
     // The same file is never read with sslmode=disable.
-    let config = config_for(
+    let config = config_at(
         "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable",
-        Some(path_str(&pki.server.1)),
-    );
+        &key,
+    )
+    .expect("the configuration itself parses");
     assert!(Storage::new(&config).is_ok());
 }
 
@@ -486,12 +478,15 @@ fn connection_settings_that_cannot_be_honoured_stop_the_storage_at_init() {
         ),
     ];
     for (url, problem) in cases {
-        let Err(err) = Storage::new(&config_for(url, None)) else {
+        let Err(err) = Storage::new(&config_at(url, &[]).expect("the configuration itself parses"))
+        else {
             panic!("{url} must be refused at init");
         };
         assert_eq!(err.variable, "DATABASE_URL");
         assert!(err.problem.contains(problem), "{url}: {err}");
     }
     let direct = "postgres://postgres@127.0.0.1:1/postgres?sslnegotiation=direct&sslmode=require";
-    assert!(Storage::new(&config_for(direct, None)).is_ok());
+    assert!(
+        Storage::new(&config_at(direct, &[]).expect("the configuration itself parses")).is_ok()
+    );
 }

@@ -1,15 +1,13 @@
 //! The expiry cleanup: deletes exactly the expired rows of nonces, sessions and registration
 //! sessions, in batches, stops before its deadline, and reports exact counts.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use lti_storage::cleanup::{cleanup, CleanupOutcome};
 use lti_storage::model::CleanupCounts;
 use lti_storage::Storage;
 use serde_json::json;
-use support::TestDb;
+use test_support::TestDb;
 
 /// A deadline as far away as a Lambda's longest timeout.
 fn generous_deadline() -> Instant {
@@ -43,13 +41,9 @@ async fn keys(sql: &tokio_postgres::Client, table: &str) -> Vec<String> {
         .collect()
 }
 
-async fn count(sql: &tokio_postgres::Client, table: &str) -> u64 {
-    let n: i64 = sql
-        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await
-        .unwrap_or_else(|err| panic!("count {table}: {err}"))
-        .get(0);
-    n as u64
+/// The rows in `table`, as the cleanup counts them.
+async fn rows(db: &TestDb, table: &str) -> u64 {
+    db.count(&format!("SELECT count(*) FROM {table}")).await as u64
 }
 
 /// `n` expired nonces, sessions and registration sessions with generated keys.
@@ -241,7 +235,7 @@ async fn a_run_with_slow_batches_stops_before_its_deadline() {
     );
     assert!(first.counts.nonces_deleted < 2000, "{first:?}");
     assert_eq!(
-        count(&sql, "nonces").await,
+        rows(&db, "nonces").await,
         2000 - first.counts.nonces_deleted
     );
 }
@@ -271,9 +265,9 @@ async fn a_deadline_already_reached_stops_the_run_and_the_next_run_finishes() {
         first_total <= 100,
         "at most one batch with no time left: {first:?}"
     );
-    let left = count(&sql, "nonces").await
-        + count(&sql, "sessions").await
-        + count(&sql, "registration_sessions").await;
+    let left = rows(&db, "nonces").await
+        + rows(&db, "sessions").await
+        + rows(&db, "registration_sessions").await;
     assert_eq!(left, expired_total + 5 - first_total, "the counts are true");
 
     let second = run(&storage, generous_deadline()).await;
@@ -310,9 +304,9 @@ async fn a_deadline_in_the_past_deletes_nothing() {
             finished: false
         }
     );
-    assert_eq!(count(&sql, "nonces").await, 5);
-    assert_eq!(count(&sql, "sessions").await, 5);
-    assert_eq!(count(&sql, "registration_sessions").await, 5);
+    assert_eq!(rows(&db, "nonces").await, 5);
+    assert_eq!(rows(&db, "sessions").await, 5);
+    assert_eq!(rows(&db, "registration_sessions").await, 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

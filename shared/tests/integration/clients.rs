@@ -1,40 +1,15 @@
 //! Clients, deployments and launch configs (the README's operations table), and the launch-config
 //! cache (the README's Design section), through the same JSON calls an LTI Lambda makes.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use lti_storage::{ErrorKind, Storage};
 use serde_json::{json, Value};
-use support::{fails, ok, TestDb};
+use test_support::{add_client, client_json, fails, launch_config_json, new_client, ok, TestDb};
 use uuid::Uuid;
 
 const ISS: &str = "https://canvas.instructure.com";
 const LMS_CLIENT: &str = "10000000000001";
-
-fn client_json(iss: &str, client_id: &str) -> Value {
-    json!({
-        "name": format!("Platform {client_id}"),
-        "iss": iss,
-        "clientId": client_id,
-        "authUrl": format!("{iss}/api/lti/authorize_redirect"),
-        "tokenUrl": format!("{iss}/login/oauth2/token"),
-        "jwksUrl": format!("{iss}/api/lti/security/jwks"),
-    })
-}
-
-/// Registers a platform; returns its internal id.
-async fn add_client(storage: &Storage, iss: &str, client_id: &str) -> String {
-    let id = ok(
-        storage,
-        json!({"op": "addClient", "client": client_json(iss, client_id)}),
-    )
-    .await;
-    id.as_str()
-        .unwrap_or_else(|| panic!("addClient returned {id}, not a string"))
-        .to_owned()
-}
 
 /// Adds a deployment (LMS id `deployment_id`) to a client; returns its internal id.
 async fn add_deployment(storage: &Storage, client: &str, deployment_id: &str) -> String {
@@ -58,17 +33,6 @@ async fn launch_config(storage: &Storage, iss: &str, client_id: &str, deployment
     .await
 }
 
-fn expected_launch_config(iss: &str, client_id: &str, deployment: &str) -> Value {
-    json!({
-        "iss": iss,
-        "clientId": client_id,
-        "deploymentId": deployment,
-        "authUrl": format!("{iss}/api/lti/authorize_redirect"),
-        "tokenUrl": format!("{iss}/login/oauth2/token"),
-        "jwksUrl": format!("{iss}/api/lti/security/jwks"),
-    })
-}
-
 fn uuid_of(id: &str) -> Uuid {
     Uuid::parse_str(id).unwrap_or_else(|_| panic!("{id:?} is not a UUID"))
 }
@@ -79,7 +43,7 @@ fn uuid_of(id: &str) -> Uuid {
 async fn add_client_returns_a_uuid_and_stores_the_row() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let id = add_client(&storage, ISS, LMS_CLIENT).await;
+    let id = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     let id = uuid_of(&id);
 
     let row = db
@@ -110,9 +74,9 @@ async fn add_client_returns_a_uuid_and_stores_the_row() {
 async fn duplicate_iss_and_client_id_is_a_conflict_and_no_second_row() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    add_client(&storage, ISS, LMS_CLIENT).await;
+    add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
 
-    let mut again = client_json(ISS, LMS_CLIENT);
+    let mut again = client_json(&new_client(ISS, LMS_CLIENT));
     again["name"] = json!("Another name");
     let err = fails(&storage, json!({"op": "addClient", "client": again})).await;
     assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
@@ -120,8 +84,12 @@ async fn duplicate_iss_and_client_id_is_a_conflict_and_no_second_row() {
 
     // Unique is the pair: the same clientId on another issuer, or another clientId on the
     // same issuer, is a different platform.
-    add_client(&storage, "https://moodle.example.edu", LMS_CLIENT).await;
-    add_client(&storage, ISS, "10000000000002").await;
+    add_client(
+        &storage,
+        &new_client("https://moodle.example.edu", LMS_CLIENT),
+    )
+    .await;
+    add_client(&storage, &new_client(ISS, "10000000000002")).await;
     assert_eq!(db.count("SELECT count(*) FROM clients").await, 3);
 }
 
@@ -129,7 +97,7 @@ async fn duplicate_iss_and_client_id_is_a_conflict_and_no_second_row() {
 async fn get_client_by_id_includes_its_deployments() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     let full = ok(
         &storage,
         json!({"op": "addDeployment", "clientId": client,
@@ -139,7 +107,7 @@ async fn get_client_by_id_includes_its_deployments() {
     .await;
     let bare = add_deployment(&storage, &client, "2:def").await;
     // Another client's deployment must not show up.
-    let other = add_client(&storage, ISS, "other").await;
+    let other = add_client(&storage, &new_client(ISS, "other")).await;
     add_deployment(&storage, &other, "9:zzz").await;
 
     let got = ok(&storage, json!({"op": "getClientById", "clientId": client})).await;
@@ -184,7 +152,7 @@ async fn get_client_by_id_includes_its_deployments() {
     // A client without deployments has an empty array, not a missing key.
     let got = ok(&storage, json!({"op": "getClientById", "clientId": other})).await;
     assert_eq!(got["deployments"].as_array().map(Vec::len), Some(1));
-    let lonely = add_client(&storage, ISS, "lonely").await;
+    let lonely = add_client(&storage, &new_client(ISS, "lonely")).await;
     let got = ok(&storage, json!({"op": "getClientById", "clientId": lonely})).await;
     assert_eq!(got["deployments"], json!([]));
 }
@@ -193,7 +161,7 @@ async fn get_client_by_id_includes_its_deployments() {
 async fn get_client_by_id_is_null_for_an_unknown_or_non_uuid_id() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    add_client(&storage, ISS, LMS_CLIENT).await;
+    add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     let unknown = Uuid::new_v4().to_string();
     assert_eq!(
         ok(
@@ -222,8 +190,8 @@ async fn list_clients_returns_every_client_without_deployments() {
     let storage = db.storage();
     assert_eq!(ok(&storage, json!({"op": "listClients"})).await, json!([]));
 
-    let a = add_client(&storage, ISS, "a").await;
-    let b = add_client(&storage, "https://moodle.example.edu", "b").await;
+    let a = add_client(&storage, &new_client(ISS, "a")).await;
+    let b = add_client(&storage, &new_client("https://moodle.example.edu", "b")).await;
     add_deployment(&storage, &a, "1:abc").await;
 
     let list = ok(&storage, json!({"op": "listClients"})).await;
@@ -240,10 +208,10 @@ async fn list_clients_returns_every_client_without_deployments() {
             .find(|c| c["id"] == json!(id))
             .unwrap_or_else(|| panic!("client {id} missing"))
     };
-    let mut expected_a = client_json(ISS, "a");
+    let mut expected_a = client_json(&new_client(ISS, "a"));
     expected_a["id"] = json!(a);
     assert_eq!(by_id(&a), &expected_a);
-    let mut expected_b = client_json("https://moodle.example.edu", "b");
+    let mut expected_b = client_json(&new_client("https://moodle.example.edu", "b"));
     expected_b["id"] = json!(b);
     assert_eq!(by_id(&b), &expected_b);
 }
@@ -252,7 +220,7 @@ async fn list_clients_returns_every_client_without_deployments() {
 async fn update_client_changes_only_the_given_fields() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let id = add_client(&storage, ISS, LMS_CLIENT).await;
+    let id = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     let before = ok(&storage, json!({"op": "getClientById", "clientId": id})).await;
 
     let result = ok(
@@ -327,8 +295,8 @@ async fn update_of_an_unknown_client_is_not_found() {
 async fn update_client_onto_another_clients_iss_and_client_id_is_a_conflict() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    add_client(&storage, ISS, "a").await;
-    let b = add_client(&storage, ISS, "b").await;
+    add_client(&storage, &new_client(ISS, "a")).await;
+    let b = add_client(&storage, &new_client(ISS, "b")).await;
     let err = fails(
         &storage,
         json!({"op": "updateClient", "clientId": b, "client": {"clientId": "a"}}),
@@ -351,10 +319,10 @@ async fn update_client_onto_another_clients_iss_and_client_id_is_a_conflict() {
 async fn delete_client_deletes_its_deployments() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let doomed = add_client(&storage, ISS, "doomed").await;
+    let doomed = add_client(&storage, &new_client(ISS, "doomed")).await;
     add_deployment(&storage, &doomed, "1:abc").await;
     add_deployment(&storage, &doomed, "default").await;
-    let kept = add_client(&storage, ISS, "kept").await;
+    let kept = add_client(&storage, &new_client(ISS, "kept")).await;
     add_deployment(&storage, &kept, "1:abc").await;
 
     let result = ok(&storage, json!({"op": "deleteClient", "clientId": doomed})).await;
@@ -389,7 +357,7 @@ async fn delete_client_deletes_its_deployments() {
 async fn delete_of_an_unknown_client_succeeds() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    add_client(&storage, ISS, LMS_CLIENT).await;
+    add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     let result = ok(
         &storage,
         json!({"op": "deleteClient", "clientId": Uuid::new_v4().to_string()}),
@@ -405,7 +373,7 @@ async fn delete_of_an_unknown_client_succeeds() {
 async fn deployments_add_list_get_update_delete() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     assert_eq!(
         ok(
             &storage,
@@ -524,8 +492,8 @@ async fn deployments_add_list_get_update_delete() {
 async fn list_deployments_lists_only_that_clients_deployments() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let a = add_client(&storage, ISS, "a").await;
-    let b = add_client(&storage, ISS, "b").await;
+    let a = add_client(&storage, &new_client(ISS, "a")).await;
+    let b = add_client(&storage, &new_client(ISS, "b")).await;
     let a1 = add_deployment(&storage, &a, "1").await;
     let a2 = add_deployment(&storage, &a, "2").await;
     add_deployment(&storage, &b, "3").await;
@@ -546,7 +514,7 @@ async fn list_deployments_lists_only_that_clients_deployments() {
 async fn duplicate_deployment_id_for_one_client_is_a_conflict() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     add_deployment(&storage, &client, "1:abc").await;
     let err = fails(
         &storage,
@@ -577,8 +545,8 @@ async fn duplicate_deployment_id_for_one_client_is_a_conflict() {
 async fn the_same_deployment_id_on_two_clients_is_fine() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let a = add_client(&storage, ISS, "a").await;
-    let b = add_client(&storage, ISS, "b").await;
+    let a = add_client(&storage, &new_client(ISS, "a")).await;
+    let b = add_client(&storage, &new_client(ISS, "b")).await;
     let da = add_deployment(&storage, &a, "1:abc").await;
     let db_ = add_deployment(&storage, &b, "1:abc").await;
     assert_ne!(da, db_);
@@ -607,8 +575,8 @@ async fn add_deployment_to_an_unknown_client_is_not_found() {
 async fn deployment_operations_only_touch_the_named_clients_deployments() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let owner = add_client(&storage, ISS, "owner").await;
-    let stranger = add_client(&storage, ISS, "stranger").await;
+    let owner = add_client(&storage, &new_client(ISS, "owner")).await;
+    let stranger = add_client(&storage, &new_client(ISS, "stranger")).await;
     let deployment = add_deployment(&storage, &owner, "1:abc").await;
 
     assert_eq!(
@@ -650,7 +618,7 @@ async fn deployment_operations_only_touch_the_named_clients_deployments() {
 async fn update_deployment_with_name_null_clears_it() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     let id = ok(
         &storage,
         json!({"op": "addDeployment", "clientId": client,
@@ -692,7 +660,7 @@ async fn update_deployment_with_name_null_clears_it() {
 async fn update_of_an_unknown_deployment_is_not_found() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     add_deployment(&storage, &client, "1:abc").await;
     let err = fails(
         &storage,
@@ -713,7 +681,7 @@ async fn update_of_an_unknown_deployment_is_not_found() {
 async fn delete_of_an_unknown_deployment_succeeds() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     add_deployment(&storage, &client, "1:abc").await;
     let result = ok(
         &storage,
@@ -738,16 +706,16 @@ async fn delete_of_an_unknown_deployment_succeeds() {
 async fn get_launch_config_exact_match() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     add_deployment(&storage, &client, "1:abc").await;
     add_deployment(&storage, &client, "2:def").await;
     assert_eq!(
         launch_config(&storage, ISS, LMS_CLIENT, "1:abc").await,
-        expected_launch_config(ISS, LMS_CLIENT, "1:abc")
+        launch_config_json(&new_client(ISS, LMS_CLIENT), "1:abc")
     );
     assert_eq!(
         launch_config(&storage, ISS, LMS_CLIENT, "2:def").await,
-        expected_launch_config(ISS, LMS_CLIENT, "2:def")
+        launch_config_json(&new_client(ISS, LMS_CLIENT), "2:def")
     );
 }
 
@@ -755,7 +723,7 @@ async fn get_launch_config_exact_match() {
 async fn get_launch_config_needs_both_iss_and_client_id_to_match() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     add_deployment(&storage, &client, "1:abc").await;
     add_deployment(&storage, &client, "default").await;
     let moodle = "https://moodle.example.edu";
@@ -773,11 +741,11 @@ async fn get_launch_config_needs_both_iss_and_client_id_to_match() {
 async fn get_launch_config_falls_back_to_the_default_deployment() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     add_deployment(&storage, &client, "default").await;
     assert_eq!(
         launch_config(&storage, ISS, LMS_CLIENT, "1:unregistered").await,
-        expected_launch_config(ISS, LMS_CLIENT, "default")
+        launch_config_json(&new_client(ISS, LMS_CLIENT), "default")
     );
 }
 
@@ -789,14 +757,14 @@ async fn get_launch_config_is_null_without_the_deployment_or_a_default() {
         launch_config(&storage, ISS, LMS_CLIENT, "1:abc").await,
         Value::Null
     );
-    let client = add_client(&storage, ISS, "registered").await;
+    let client = add_client(&storage, &new_client(ISS, "registered")).await;
     add_deployment(&storage, &client, "2:def").await;
     assert_eq!(
         launch_config(&storage, ISS, "registered", "1:abc").await,
         Value::Null
     );
     // Another client's `default` is no fallback for this one.
-    let other = add_client(&storage, ISS, "other").await;
+    let other = add_client(&storage, &new_client(ISS, "other")).await;
     add_deployment(&storage, &other, "default").await;
     let fresh = db.storage();
     assert_eq!(
@@ -809,22 +777,22 @@ async fn get_launch_config_is_null_without_the_deployment_or_a_default() {
 async fn get_launch_config_prefers_the_exact_match_over_default() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     // `default` first, so insertion order cannot explain the result.
     add_deployment(&storage, &client, "default").await;
     add_deployment(&storage, &client, "1:abc").await;
     add_deployment(&storage, &client, "0:aaa").await;
     assert_eq!(
         launch_config(&storage, ISS, LMS_CLIENT, "1:abc").await,
-        expected_launch_config(ISS, LMS_CLIENT, "1:abc")
+        launch_config_json(&new_client(ISS, LMS_CLIENT), "1:abc")
     );
     assert_eq!(
         launch_config(&storage, ISS, LMS_CLIENT, "0:aaa").await,
-        expected_launch_config(ISS, LMS_CLIENT, "0:aaa")
+        launch_config_json(&new_client(ISS, LMS_CLIENT), "0:aaa")
     );
     assert_eq!(
         launch_config(&storage, ISS, LMS_CLIENT, "9:zzz").await,
-        expected_launch_config(ISS, LMS_CLIENT, "default")
+        launch_config_json(&new_client(ISS, LMS_CLIENT), "default")
     );
 }
 
@@ -856,10 +824,13 @@ fn caching_storage(db: &TestDb, vars: &[(&str, &str)]) -> Storage {
 async fn a_launch_config_hit_is_served_from_the_cache() {
     let db = TestDb::migrated().await;
     let storage = caching_storage(&db, &[]);
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     add_deployment(&storage, &client, "1:abc").await;
     let cached = launch_config(&storage, ISS, LMS_CLIENT, "1:abc").await;
-    assert_eq!(cached, expected_launch_config(ISS, LMS_CLIENT, "1:abc"));
+    assert_eq!(
+        cached,
+        launch_config_json(&new_client(ISS, LMS_CLIENT), "1:abc")
+    );
 
     change_auth_url_with_sql(&db, LMS_CLIENT, "https://changed.example/auth").await;
     assert_eq!(
@@ -879,10 +850,13 @@ async fn a_launch_config_hit_is_served_from_the_cache() {
 async fn a_default_fallback_is_cached_under_the_key_it_was_asked_with() {
     let db = TestDb::migrated().await;
     let storage = caching_storage(&db, &[]);
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     add_deployment(&storage, &client, "default").await;
     let cached = launch_config(&storage, ISS, LMS_CLIENT, "1:abc").await;
-    assert_eq!(cached, expected_launch_config(ISS, LMS_CLIENT, "default"));
+    assert_eq!(
+        cached,
+        launch_config_json(&new_client(ISS, LMS_CLIENT), "default")
+    );
     assert_eq!(storage.cached_entries().0, 1);
 
     change_auth_url_with_sql(&db, LMS_CLIENT, "https://changed.example/auth").await;
@@ -907,7 +881,7 @@ async fn a_launch_config_miss_is_cached() {
     );
     // Registered behind this container's back (another container, or psql).
     let other = db.storage();
-    let client = add_client(&other, ISS, LMS_CLIENT).await;
+    let client = add_client(&other, &new_client(ISS, LMS_CLIENT)).await;
     add_deployment(&other, &client, "1:abc").await;
     assert_eq!(
         launch_config(&storage, ISS, LMS_CLIENT, "1:abc").await,
@@ -916,7 +890,7 @@ async fn a_launch_config_miss_is_cached() {
     );
     assert_eq!(
         launch_config(&db.storage(), ISS, LMS_CLIENT, "1:abc").await,
-        expected_launch_config(ISS, LMS_CLIENT, "1:abc")
+        launch_config_json(&new_client(ISS, LMS_CLIENT), "1:abc")
     );
 }
 
@@ -924,7 +898,7 @@ async fn a_launch_config_miss_is_cached() {
 async fn update_client_iss_makes_the_old_launch_config_unavailable_at_once() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     add_deployment(&storage, &client, "1:abc").await;
     add_deployment(&storage, &client, "default").await;
     // Cache an exact hit and a fallback hit.
@@ -959,7 +933,7 @@ async fn update_client_iss_makes_the_old_launch_config_unavailable_at_once() {
 async fn update_client_client_id_and_urls_are_seen_at_once() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     add_deployment(&storage, &client, "1:abc").await;
     // A miss cached under the new clientId must not hide the renamed client.
     assert_eq!(
@@ -1000,7 +974,7 @@ async fn update_client_client_id_and_urls_are_seen_at_once() {
 async fn delete_client_is_seen_at_once() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     add_deployment(&storage, &client, "1:abc").await;
     add_deployment(&storage, &client, "default").await;
     assert!(!launch_config(&storage, ISS, LMS_CLIENT, "1:abc")
@@ -1024,7 +998,7 @@ async fn delete_client_is_seen_at_once() {
 async fn delete_deployment_is_seen_at_once() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     let exact = add_deployment(&storage, &client, "1:abc").await;
     let default = add_deployment(&storage, &client, "default").await;
     assert_eq!(
@@ -1058,7 +1032,7 @@ async fn delete_deployment_is_seen_at_once() {
 async fn update_deployment_is_seen_at_once() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     let deployment = add_deployment(&storage, &client, "1:abc").await;
     assert!(!launch_config(&storage, ISS, LMS_CLIENT, "1:abc")
         .await
@@ -1080,7 +1054,7 @@ async fn update_deployment_is_seen_at_once() {
     );
     assert_eq!(
         launch_config(&storage, ISS, LMS_CLIENT, "1:xyz").await,
-        expected_launch_config(ISS, LMS_CLIENT, "1:xyz")
+        launch_config_json(&new_client(ISS, LMS_CLIENT), "1:xyz")
     );
 
     // Renamed to `default`: the old key now resolves through the fallback.
@@ -1092,7 +1066,7 @@ async fn update_deployment_is_seen_at_once() {
     .await;
     assert_eq!(
         launch_config(&storage, ISS, LMS_CLIENT, "1:abc").await,
-        expected_launch_config(ISS, LMS_CLIENT, "default")
+        launch_config_json(&new_client(ISS, LMS_CLIENT), "default")
     );
 }
 
@@ -1104,11 +1078,11 @@ async fn a_cached_miss_is_answered_at_once_by_a_client_added_here() {
         launch_config(&storage, ISS, LMS_CLIENT, "1:abc").await,
         Value::Null
     );
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     add_deployment(&storage, &client, "1:abc").await;
     assert_eq!(
         launch_config(&storage, ISS, LMS_CLIENT, "1:abc").await,
-        expected_launch_config(ISS, LMS_CLIENT, "1:abc")
+        launch_config_json(&new_client(ISS, LMS_CLIENT), "1:abc")
     );
 }
 
@@ -1116,7 +1090,7 @@ async fn a_cached_miss_is_answered_at_once_by_a_client_added_here() {
 async fn a_cached_miss_is_answered_at_once_by_a_default_deployment_added_here() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     add_deployment(&storage, &client, "2:def").await;
     assert_eq!(
         launch_config(&storage, ISS, LMS_CLIENT, "1:abc").await,
@@ -1125,7 +1099,7 @@ async fn a_cached_miss_is_answered_at_once_by_a_default_deployment_added_here() 
     add_deployment(&storage, &client, "default").await;
     assert_eq!(
         launch_config(&storage, ISS, LMS_CLIENT, "1:abc").await,
-        expected_launch_config(ISS, LMS_CLIENT, "default")
+        launch_config_json(&new_client(ISS, LMS_CLIENT), "default")
     );
 }
 
@@ -1140,7 +1114,7 @@ async fn a_miss_cached_in_one_container_expires_after_the_miss_ttl() {
     );
     let missed_at = Instant::now();
 
-    let client = add_client(&b, ISS, LMS_CLIENT).await;
+    let client = add_client(&b, &new_client(ISS, LMS_CLIENT)).await;
     add_deployment(&b, &client, "1:abc").await;
     let still_cached = launch_config(&a, ISS, LMS_CLIENT, "1:abc").await;
     if missed_at.elapsed() < Duration::from_millis(900) {
@@ -1154,7 +1128,7 @@ async fn a_miss_cached_in_one_container_expires_after_the_miss_ttl() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(
         launch_config(&a, ISS, LMS_CLIENT, "1:abc").await,
-        expected_launch_config(ISS, LMS_CLIENT, "1:abc")
+        launch_config_json(&new_client(ISS, LMS_CLIENT), "1:abc")
     );
 }
 
@@ -1162,7 +1136,7 @@ async fn a_miss_cached_in_one_container_expires_after_the_miss_ttl() {
 async fn hits_outlive_the_miss_ttl() {
     let db = TestDb::migrated().await;
     let storage = caching_storage(&db, &[("MISS_CACHE_TTL_SECS", "1")]);
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     add_deployment(&storage, &client, "1:abc").await;
     let cached = launch_config(&storage, ISS, LMS_CLIENT, "1:abc").await;
     change_auth_url_with_sql(&db, LMS_CLIENT, "https://changed.example/auth").await;
@@ -1180,7 +1154,7 @@ async fn two_instances_on_two_schemas_never_share_entries() {
     let db2 = TestDb::migrated().await;
     let s1 = db1.storage();
     let s2 = db2.storage();
-    let client = add_client(&s1, ISS, LMS_CLIENT).await;
+    let client = add_client(&s1, &new_client(ISS, LMS_CLIENT)).await;
     add_deployment(&s1, &client, "1:abc").await;
 
     // A miss cached by instance 2 must not answer instance 1 ...
@@ -1190,7 +1164,7 @@ async fn two_instances_on_two_schemas_never_share_entries() {
     );
     assert_eq!(
         launch_config(&s1, ISS, LMS_CLIENT, "1:abc").await,
-        expected_launch_config(ISS, LMS_CLIENT, "1:abc")
+        launch_config_json(&new_client(ISS, LMS_CLIENT), "1:abc")
     );
     // ... nor a hit cached by instance 1 answer instance 2.
     assert_eq!(
@@ -1199,7 +1173,7 @@ async fn two_instances_on_two_schemas_never_share_entries() {
     );
 
     // The same platform on both databases with different URLs: each sees its own.
-    let mut different = client_json(ISS, LMS_CLIENT);
+    let mut different = client_json(&new_client(ISS, LMS_CLIENT));
     different["authUrl"] = json!("https://db2.example/auth");
     let writer = db2.storage();
     let id2 = ok(&writer, json!({"op": "addClient", "client": different})).await;
@@ -1219,7 +1193,7 @@ async fn two_instances_on_two_schemas_never_share_entries() {
 async fn the_launch_config_cache_never_exceeds_its_capacity() {
     let db = TestDb::migrated().await;
     let storage = db.storage_with(&[("LAUNCH_CONFIG_CACHE_CAPACITY", "10")]);
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     let client = uuid_of(&client);
     // 100 registered deployments (hits) and 100 unknown ones (misses).
     db.sql()
@@ -1254,10 +1228,13 @@ async fn the_launch_config_cache_never_exceeds_its_capacity() {
 async fn a_change_made_elsewhere_is_seen_within_the_change_check_interval() {
     let db = TestDb::migrated().await;
     let storage = db.storage_with(&[("CHANGE_CHECK_INTERVAL_MS", "300")]);
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     add_deployment(&storage, &client, "1:abc").await;
     let cached = launch_config(&storage, ISS, LMS_CLIENT, "1:abc").await;
-    assert_eq!(cached, expected_launch_config(ISS, LMS_CLIENT, "1:abc"));
+    assert_eq!(
+        cached,
+        launch_config_json(&new_client(ISS, LMS_CLIENT), "1:abc")
+    );
 
     // Another container (or psql, or @lti-tool/postgresql) changes the platform.
     change_auth_url_with_sql(&db, LMS_CLIENT, "https://changed.example/auth").await;
@@ -1283,7 +1260,7 @@ async fn a_change_made_elsewhere_is_seen_within_the_change_check_interval() {
 async fn a_hit_expires_after_the_launch_config_ttl() {
     let db = TestDb::migrated().await;
     let storage = caching_storage(&db, &[("LAUNCH_CONFIG_CACHE_TTL_SECS", "1")]);
-    let client = add_client(&storage, ISS, LMS_CLIENT).await;
+    let client = add_client(&storage, &new_client(ISS, LMS_CLIENT)).await;
     add_deployment(&storage, &client, "1:abc").await;
     let cached = launch_config(&storage, ISS, LMS_CLIENT, "1:abc").await;
     change_auth_url_with_sql(&db, LMS_CLIENT, "https://changed.example/auth").await;

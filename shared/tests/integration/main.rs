@@ -1,0 +1,22 @@
+//! The storage on a real PostgreSQL: one test binary (one link, one parallel run) whose
+//! modules are the areas tested, e.g. `cargo test -p lti-storage --test integration clients::`.
+//! Each test works in a schema of its own (test_support::TestDb) on the server named by
+//! TEST_DATABASE_URL: `scripts/with-postgres.sh cargo test -p lti-storage`.
+
+mod change_counter;
+mod cleanup;
+mod clients;
+mod faults;
+mod fuzz;
+mod http;
+mod invocation;
+mod limits;
+mod nonces_sessions;
+mod readme;
+mod schema;
+mod secrets;
+mod statements;
+mod stored_rows;
+mod surfaces;
+mod tls;
+mod values;
