@@ -6,7 +6,7 @@ use lti_storage::http::{route, status_of, NoRoute, Reply};
 use lti_storage::request::{LaunchConfigRef, Request, OPS, ROUTES};
 use lti_storage::{ErrorKind, Storage};
 use serde_json::{json, Value};
-use test_support::{call, fails, ok, TestDb};
+use test_support::{add_client, call, client_json, fails, new_client, ok, TestDb};
 
 const README: &str = include_str!("../../../README.md");
 
@@ -104,19 +104,12 @@ fn listed(kind: ErrorKind, cause: &str) {
     );
 }
 
-async fn add_client(storage: &Storage, client_id: &str) -> String {
-    let client = json!({"name": "Canvas", "iss": "https://canvas.example.edu",
-        "clientId": client_id, "authUrl": "https://a", "tokenUrl": "https://t",
-        "jwksUrl": "https://j"});
-    let id = ok(storage, json!({"op": "addClient", "client": client})).await;
-    id.as_str().unwrap().to_string()
-}
-
 #[tokio::test]
 async fn every_cause_in_the_errors_table_gives_its_error_type() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = add_client(&storage, "c1").await;
+    let platform = new_client("https://canvas.example.edu", "c1");
+    let client = add_client(&storage, &platform).await;
     let unknown = uuid::Uuid::new_v4().to_string();
     use ErrorKind::*;
     let causes = [
@@ -169,9 +162,7 @@ async fn every_cause_in_the_errors_table_gives_its_error_type() {
         (
             Conflict,
             "same (iss, clientId)",
-            json!({"op": "addClient", "client": {"name": "again",
-            "iss": "https://canvas.example.edu", "clientId": "c1", "authUrl": "https://a",
-            "tokenUrl": "https://t", "jwksUrl": "https://j"}}),
+            json!({"op": "addClient", "client": client_json(&platform)}),
         ),
         (
             Conflict,

@@ -3,16 +3,14 @@
 //! serves the next call.
 
 use serde_json::{json, Value};
-use test_support::{call, ok, TestDb};
+use test_support::{add_client, call, new_client, ok, TestDb};
 use uuid::Uuid;
 
 const ISS: &str = "https://canvas.example.edu";
 
 async fn register_platform(db: &TestDb) {
     let storage = db.storage();
-    let client = json!({"name": "Canvas", "iss": ISS, "clientId": "c1",
-        "authUrl": "https://auth", "tokenUrl": "https://token", "jwksUrl": "https://jwks"});
-    let id = ok(&storage, json!({"op": "addClient", "client": client})).await;
+    let id = add_client(&storage, &new_client(ISS, "c1")).await;
     let deployment = json!({"deploymentId": "default"});
     ok(
         &storage,
@@ -37,7 +35,10 @@ async fn without_the_change_counter_row_launch_configs_are_read_and_never_cached
     // A change check on every cached read, so a cached config would be visible at once.
     let storage = db.storage_with(&[("CHANGE_CHECK_INTERVAL_MS", "0")]);
     let found = ok(&storage, get_launch_config()).await;
-    assert_eq!(found["authUrl"], "https://auth");
+    assert_eq!(
+        found["authUrl"],
+        format!("{ISS}/api/lti/authorize_redirect")
+    );
 
     // Another writer changes the platform; with no counter, only a fresh read can see it.
     sql.batch_execute("UPDATE clients SET auth_url = 'https://auth2'")
