@@ -238,7 +238,11 @@ async fn length_limits_count_characters_not_bytes() {
     let storage = db.storage();
     // 255 four-byte characters: 1020 bytes, within varchar(255).
     let emoji = "🎓".repeat(255);
-    let long_url = format!("https://lms.example/{}", "東🎓x\"'\\".repeat(150_000));
+    // 2048 characters (the URL limit), more than 2048 bytes.
+    let long_url: String = format!("https://lms.example/{}", "東🎓x\"'\\".repeat(400))
+        .chars()
+        .take(2048)
+        .collect();
     let client = NewClient {
         name: emoji.clone(),
         auth_url: long_url.clone(),
@@ -258,13 +262,16 @@ async fn length_limits_count_characters_not_bytes() {
         ("client.name", "🎓".repeat(256)),
         ("client.name", "e\u{301}".repeat(128)),
         ("client.iss", "東".repeat(256)),
+        ("client.authUrl", format!("{long_url}🎓")),
     ] {
+        let characters = value.chars().count();
         let mut fields = client_json(&client_of(1, "over"));
         fields[field.trim_start_matches("client.")] = json!(value);
         let err = fails(&storage, json!({"op": "addClient", "client": fields})).await;
         assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
         assert!(err.message.contains(field), "{err}");
-        assert!(err.message.contains("256"), "{err}");
+        let length = format!("is {characters} characters long");
+        assert!(err.message.contains(&length), "{err}");
     }
     let err = storage
         .store_nonce(&"🎓".repeat(256), far)
@@ -411,9 +418,9 @@ async fn session_json_round_trips_exactly() {
 }
 
 #[tokio::test]
-async fn a_one_megabyte_session_string_round_trips() {
+async fn a_one_megabyte_session_string_round_trips_with_the_size_limit_raised() {
     let db = TestDb::migrated().await;
-    let storage = db.storage();
+    let storage = db.storage_with(&[("MAX_SESSION_BYTES", "6291456")]);
     let id = uuid::Uuid::new_v4().to_string();
     let big: String = "aé東🎓\"\\\n"
         .repeat(1 << 20)
