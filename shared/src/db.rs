@@ -11,6 +11,7 @@ use tokio::time::timeout;
 use tokio_postgres::error::SqlState;
 
 use postgres_types::{FromSql, ToSql, Type};
+use rustls::CertificateError;
 use tokio_postgres::{Client, Row, Statement};
 
 use crate::config::{Config, ConfigError};
@@ -384,15 +385,31 @@ fn connect_error(err: tokio_postgres::Error) -> Error {
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         .filter(|tls| matches!(tls, rustls::Error::InvalidCertificate(_)));
     if let Some(refused) = certificate {
+        // rustls names the hosts and certificate names: for the log, not for the caller.
+        tracing::error!(error = %refused, "the database's TLS certificate was refused");
+        let reason = match refused {
+            rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            ) => "it is for another host name",
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+                "it does not chain to a trusted root"
+            }
+            rustls::Error::InvalidCertificate(
+                CertificateError::Expired
+                | CertificateError::ExpiredContext { .. }
+                | CertificateError::NotValidYet
+                | CertificateError::NotValidYetContext { .. },
+            ) => "it has expired or is not yet valid",
+            _ => "see the function's log",
+        };
         return Error::internal(format!(
-            "the database's TLS certificate was refused ({refused}); check sslmode in \
+            "the database's TLS certificate was refused: {reason}; check sslmode in \
              DATABASE_URL and the root certificate (PGSSLROOTCERT or sslrootcert=)"
         ));
     }
-    match cause {
-        Some(cause) => {
-            Error::unavailable(format!("could not connect to the database: {err}: {cause}"))
-        }
-        None => Error::unavailable(format!("could not connect to the database: {err}")),
-    }
+    // Network failures: the details (addresses, the resolver's words) go to the log only.
+    tracing::warn!(error = %err, cause = ?cause.map(ToString::to_string), "could not connect to the database");
+    Error::unavailable(
+        "could not connect to the database (network failure; details in the function's log)",
+    )
 }
