@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use support::cluster::Cluster;
 use support::proxy::{Mode, Proxy};
 use support::TestDb;
+use time::OffsetDateTime;
 
 fn new_client(iss: &str) -> NewClient {
     NewClient {
@@ -66,8 +67,7 @@ async fn a_restarted_database_is_reconnected_by_the_next_call() {
 
     cluster.restart();
 
-    // A call that may not be repeated, first after the restart: it must not be sent into the
-    // dead connection.
+    // A write first after the restart: it finds the connection dead before it is sent.
     storage
         .store_nonce("after-restart", far_future())
         .await
@@ -86,7 +86,7 @@ async fn a_backend_terminated_while_idle_is_replaced_by_the_next_call() {
 
     assert_eq!(db.terminate(&name).await, 1);
 
-    // validateNonce is never repeated, so it must find out before sending.
+    // Found dead before the call is sent.
     assert!(storage.validate_nonce("n1").await.unwrap());
     assert!(!storage.validate_nonce("n1").await.unwrap());
 }
@@ -158,12 +158,15 @@ async fn a_connection_gone_silent_mid_use_costs_one_time_limit_then_a_fresh_conn
 
     proxy.silence_open_connections();
     let started = Instant::now();
-    // Consuming a nonce is not safe to repeat: Unavailable within the limit, and the nonce
-    // was not consumed (the silent proxy never delivered the statement).
-    let err = storage.validate_nonce("mid-2").await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Unavailable);
-    assert!(started.elapsed() < Duration::from_secs(5), "never hangs");
+    // Consuming a nonce is repeated too, its repeat recognising its own attempt: the silent
+    // proxy never delivered the first, so the repeat consumes it, once.
     assert!(storage.validate_nonce("mid-2").await.unwrap());
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1000) && elapsed < Duration::from_secs(5),
+        "one time limit, then answered: {elapsed:?}"
+    );
+    assert!(!storage.validate_nonce("mid-2").await.unwrap());
 }
 
 #[tokio::test]
@@ -305,33 +308,173 @@ async fn a_lost_answer_to_add_session_is_retried_without_a_second_row() {
     assert_eq!(Value::Object(session(&id)), stored);
 }
 
+/// The nonce's row as a user would look at it: (expires_at, used_at).
+async fn nonce_row(db: &TestDb, nonce: &str) -> Option<(OffsetDateTime, Option<OffsetDateTime>)> {
+    db.sql()
+        .await
+        .query_opt(
+            "SELECT expires_at, used_at FROM nonces WHERE nonce = $1",
+            &[&nonce],
+        )
+        .await
+        .unwrap()
+        .map(|row| (row.get(0), row.get(1)))
+}
+
 #[tokio::test]
-async fn a_lost_answer_to_a_nonce_write_is_unavailable_and_never_applied_twice() {
+async fn a_lost_answer_to_store_nonce_is_repeated_and_the_nonce_stored_once() {
+    let db = TestDb::migrated().await;
+    let upstream = port_of(&db.url);
+    let proxy = Proxy::start(upstream).await;
+    let storage = storage_via(&db, &proxy, upstream, &[]);
+    // Open the connection and prepare the statement on it: the call below then sends only
+    // its values, and the cut loses the answer to the INSERT itself.
+    storage.store_nonce("warm-up", far_future()).await.unwrap();
+
+    proxy.set_mode(Mode::CutAfter("lost-store".into()));
+    storage
+        .store_nonce("lost-store", far_future())
+        .await
+        .unwrap();
+
+    assert_eq!(proxy.accepted(), 2, "repeated over a fresh connection");
+    // As a single call leaves it: one row, its expiry, unused.
+    assert_eq!(
+        nonce_row(&db, "lost-store").await,
+        Some((far_future().0, None))
+    );
+    // A fresh call still finds it stored; and it validates once.
+    let err = storage
+        .store_nonce("lost-store", far_future())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
+    assert!(storage.validate_nonce("lost-store").await.unwrap());
+    assert!(!storage.validate_nonce("lost-store").await.unwrap());
+}
+
+#[tokio::test]
+async fn a_repeated_store_nonce_does_not_take_a_row_it_did_not_write_for_its_own() {
+    let db = TestDb::migrated().await;
+    let upstream = port_of(&db.url);
+    let proxy = Proxy::start(upstream).await;
+    let storage = storage_via(&db, &proxy, upstream, &[]);
+    let other_expiry =
+        lti_storage::input::Timestamp::parse_rfc3339("2098-01-01T00:00:00Z").unwrap();
+    storage
+        .store_nonce("n-other-expiry", other_expiry)
+        .await
+        .unwrap();
+    storage
+        .store_nonce("n-consumed", far_future())
+        .await
+        .unwrap();
+    assert!(storage.validate_nonce("n-consumed").await.unwrap());
+    let consumed = nonce_row(&db, "n-consumed").await;
+
+    // The first attempt meets the existing row; its answer (the Conflict) is lost; the repeat
+    // must not take that row for the one its first attempt wrote.
+    for nonce in ["n-other-expiry", "n-consumed"] {
+        proxy.set_mode(Mode::CutAfter(nonce.into()));
+        let err = storage.store_nonce(nonce, far_future()).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Conflict, "{nonce}: {err}");
+    }
+
+    assert_eq!(proxy.accepted(), 3, "both were repeated");
+    assert_eq!(
+        nonce_row(&db, "n-other-expiry").await,
+        Some((other_expiry.0, None)),
+        "kept as it was"
+    );
+    assert_eq!(
+        nonce_row(&db, "n-consumed").await,
+        consumed,
+        "kept as it was"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_answer_to_validate_nonce_is_repeated_and_answers_true_once() {
     let db = TestDb::migrated().await;
     let upstream = port_of(&db.url);
     let proxy = Proxy::start(upstream).await;
     let storage = storage_via(&db, &proxy, upstream, &[]);
     storage.store_nonce("warm-up", far_future()).await.unwrap();
     assert!(storage.validate_nonce("warm-up").await.unwrap());
-
-    proxy.set_mode(Mode::CutAfter("lost-nonce".into()));
-    let err = storage
-        .store_nonce("lost-nonce", far_future())
+    storage
+        .store_nonce("lost-validate", far_future())
         .await
-        .unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Unavailable);
-    assert_eq!(
-        db.count("SELECT count(*) FROM nonces WHERE nonce = 'lost-nonce'")
-            .await,
-        1,
-        "stored once"
+        .unwrap();
+
+    proxy.set_mode(Mode::CutAfter("lost-validate".into()));
+    assert!(
+        storage.validate_nonce("lost-validate").await.unwrap(),
+        "the call that consumed it answers true"
     );
 
-    proxy.set_mode(Mode::CutAfter("lost-nonce".into()));
-    let err = storage.validate_nonce("lost-nonce").await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Unavailable);
-    // The lost call consumed it; nothing repeated it and nothing else can use it.
-    assert!(!storage.validate_nonce("lost-nonce").await.unwrap());
+    assert_eq!(proxy.accepted(), 2, "repeated over a fresh connection");
+    let (_, used_at) = nonce_row(&db, "lost-validate").await.unwrap();
+    assert!(used_at.is_some(), "consumed");
+    // Used up: false to a fresh call, from this container or another.
+    assert!(!storage.validate_nonce("lost-validate").await.unwrap());
+    assert!(!db.storage().validate_nonce("lost-validate").await.unwrap());
+}
+
+#[tokio::test]
+async fn a_repeated_validate_nonce_does_not_take_another_consumption_for_its_own() {
+    let db = TestDb::migrated().await;
+    let upstream = port_of(&db.url);
+    let proxy = Proxy::start(upstream).await;
+    let storage = storage_via(&db, &proxy, upstream, &[]);
+    // As @lti-tool/postgresql writes them: stored, stored and consumed by it (it sets used_at
+    // itself), stored and expired.
+    db.sql()
+        .await
+        .batch_execute(
+            "INSERT INTO nonces (nonce, expires_at, used_at) VALUES
+               ('n-package-stored', now() + interval '10 minutes', NULL),
+               ('n-package-used', now() + interval '10 minutes', now()),
+               ('n-expired', now() - interval '1 second', NULL)",
+        )
+        .await
+        .unwrap();
+    storage
+        .store_nonce("n-used-here", far_future())
+        .await
+        .unwrap();
+    assert!(storage.validate_nonce("n-used-here").await.unwrap());
+    let before = [
+        nonce_row(&db, "n-package-used").await,
+        nonce_row(&db, "n-used-here").await,
+        nonce_row(&db, "n-expired").await,
+    ];
+
+    // Each first attempt's answer is lost; the repeat decides.
+    for (nonce, expected) in [
+        ("n-package-used", false),
+        ("n-used-here", false),
+        ("n-expired", false),
+        ("n-package-stored", true),
+    ] {
+        proxy.set_mode(Mode::CutAfter(nonce.into()));
+        assert_eq!(
+            storage.validate_nonce(nonce).await.unwrap(),
+            expected,
+            "{nonce}"
+        );
+    }
+
+    assert_eq!(proxy.accepted(), 5, "every call was repeated");
+    let after = [
+        nonce_row(&db, "n-package-used").await,
+        nonce_row(&db, "n-used-here").await,
+        nonce_row(&db, "n-expired").await,
+    ];
+    assert_eq!(
+        before, after,
+        "rows not consumed by the call are left as they were"
+    );
+    assert!(!storage.validate_nonce("n-package-stored").await.unwrap());
 }
 
 #[tokio::test]
