@@ -18,14 +18,27 @@ use crate::config::{Config, ConfigError};
 use crate::error::{from_db, is_connection_error, Error};
 use crate::tls::{self, Refused};
 
-/// Whether a call may be sent a second time after its connection failed under it.
+/// Whether a call may be sent a second time after its connection failed under it. A call whose
+/// blind repetition could answer differently from the first attempt is never sent twice as it
+/// was: it is `Never`, or it goes through `Database::run_recognising`, whose repeat is a
+/// different statement that recognises what the first attempt may have left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
     /// Reads, and writes whose repetition leaves the same rows (deletes, updates to given
     /// values, inserts keyed by an id chosen before the first attempt).
     Safe,
-    /// Writes whose repetition would answer differently (consuming a nonce, storing one).
+    /// Work whose repetition could go wrong and cannot tell what the first attempt did
+    /// (migrations).
     Never,
+}
+
+impl Retry {
+    fn attempts(self) -> u32 {
+        match self {
+            Retry::Safe => 2,
+            Retry::Never => 1,
+        }
+    }
 }
 
 pub struct Database {
@@ -88,13 +101,45 @@ impl Database {
         Q: Future<Output = Result<T, E>>,
         E: Into<QueryError>,
     {
-        let mut attempts = match retry {
-            Retry::Safe => 2,
-            Retry::Never => 1,
-        };
+        self.run_attempts(limit, retry.attempts(), what, |connection, _| {
+            query(connection)
+        })
+        .await
+    }
+
+    /// `run` for a write that a blind repeat would answer wrongly (storing or consuming a
+    /// nonce), but whose repeat can recognise its own earlier attempt: it is repeated once
+    /// on a fresh connection, and `query` is told by `is_repeat` that the first attempt may
+    /// have been applied before its answer was lost.
+    pub async fn run_recognising<T, E, Q>(
+        &self,
+        what: &str,
+        query: impl Fn(Arc<Connection>, bool) -> Q,
+    ) -> Result<T, Error>
+    where
+        Q: Future<Output = Result<T, E>>,
+        E: Into<QueryError>,
+    {
+        self.run_attempts(self.query_timeout, 2, what, query).await
+    }
+
+    /// Runs `query` up to `attempts` times, each on a connection found alive, the next only
+    /// after the previous one's connection failed or went silent.
+    async fn run_attempts<T, E, Q>(
+        &self,
+        limit: Duration,
+        attempts: u32,
+        what: &str,
+        query: impl Fn(Arc<Connection>, bool) -> Q,
+    ) -> Result<T, Error>
+    where
+        Q: Future<Output = Result<T, E>>,
+        E: Into<QueryError>,
+    {
+        let mut attempt = 0;
         loop {
             let client = self.client().await?;
-            let failure = match timeout(limit, query(client.clone())).await {
+            let failure = match timeout(limit, query(client.clone(), attempt > 0)).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(err)) => match err.into() {
                     QueryError::Db(err) if is_connection_error(&err) => from_db(err, what),
@@ -112,8 +157,8 @@ impl Database {
             };
             // The connection is broken or silent: never reuse it.
             self.discard(&client).await;
-            attempts -= 1;
-            if attempts == 0 {
+            attempt += 1;
+            if attempt == attempts {
                 return Err(failure);
             }
             tracing::info!(what, "retrying on a fresh database connection");

@@ -122,6 +122,9 @@ pub(crate) fn is_connection_error(err: &tokio_postgres::Error) -> bool {
     }
 }
 
+/// The Conflict of storing a nonce that is already stored.
+pub(crate) const NONCE_ALREADY_STORED: &str = "this nonce is already stored";
+
 /// Maps a database error to the caller's terms.
 ///
 /// `what` names the operation's subject in words (e.g. "client") for messages that have no
@@ -144,7 +147,7 @@ pub(crate) fn from_db(err: tokio_postgres::Error, what: &str) -> Error {
             Some("client_deployment_unique") => {
                 "this client already has a deployment with this deploymentId"
             }
-            Some("nonces_pkey") => "this nonce is already stored",
+            Some("nonces_pkey") => NONCE_ALREADY_STORED,
             _ => return Error::new(ErrorKind::Conflict, format!("this {what} already exists")),
         };
         return Error::new(ErrorKind::Conflict, message);

@@ -31,8 +31,10 @@ export interface LambdaStorageOptions {
 }
 
 /**
- * Nonce calls are never repeated: after an answer was lost, a repeat would report a stored
- * nonce as a Conflict or a fresh nonce as used. Everything else is safe to repeat.
+ * Nonce calls are never repeated here: a repeat from outside is a fresh call, to which the
+ * nonce stored or consumed by the failed one is a Conflict or false. The function repeats them
+ * once itself after a dropped connection, recognising its own earlier attempt; its Unavailable
+ * means that did not help either. Everything else is safe to repeat.
  */
 const NOT_REPEATABLE: ReadonlySet<string> = new Set(['storeNonce', 'validateNonce']);
 
