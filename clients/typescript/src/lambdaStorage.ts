@@ -14,7 +14,10 @@ import { LaunchConfigCache, type LaunchConfigCacheOptions } from './launchConfig
 import { retryPolicy, withRetries, type RetryOptions, type RetryPolicy } from './retry.js';
 
 export interface LambdaStorageOptions {
-  /** The storage function's name or ARN (the stack's `StorageFunctionName` output). */
+  /**
+   * The storage function's runtime alias: the stack's `RuntimeFunctionName` output
+   * (`<function>:runtime`), or a name or ARN with the alias.
+   */
   functionName: string;
   /** The Lambda client to invoke it with (default: `new LambdaClient({})`). */
   client?: LambdaClient;
