@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod input;
 mod logging;
+pub mod metrics;
 pub mod migrate;
 pub mod model;
 pub mod request;

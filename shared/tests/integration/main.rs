@@ -11,6 +11,7 @@ mod fuzz;
 mod http;
 mod invocation;
 mod limits;
+mod metrics;
 mod nonces_sessions;
 mod readme;
 mod schema;
