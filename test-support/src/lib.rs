@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod emf;
 pub mod proxy;
+pub mod response_endpoint;
 
 use std::net::TcpListener;
 use std::time::{SystemTime, UNIX_EPOCH};

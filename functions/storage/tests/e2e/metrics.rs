@@ -1,6 +1,7 @@
 //! The functions' output through the real runtime loop: one valid CloudWatch Embedded Metric
 //! Format line per invocation, with the right op, counts and error, and no nonce, session
-//! content or secret on any line.
+//! content or secret on any line. And the deploy's custom resource, answered by the cleanup
+//! function.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use test_support::emf;
+use test_support::response_endpoint::ResponseEndpoint;
 use uuid::Uuid;
 
 use crate::e2e;
@@ -215,4 +217,40 @@ fn every_invocation_writes_one_valid_metrics_line_and_no_secret() {
             );
         }
     }
+}
+
+#[test]
+fn the_cleanup_function_answers_the_deploys_custom_resource() {
+    let e2e = e2e();
+    let lambda = &e2e.lambda;
+    let endpoint = ResponseEndpoint::start();
+    let versions: Vec<&str> = lti_storage::migrate::MIGRATIONS
+        .iter()
+        .map(|(version, _)| *version)
+        .collect();
+    let create = json!({
+        "RequestType": "Create",
+        "ResponseURL": endpoint.url(),
+        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/e2e/1",
+        "RequestId": Uuid::new_v4().to_string(),
+        "LogicalResourceId": "Migrations",
+        "ResourceType": "Custom::Migrations",
+        "ResourceProperties": {"Versions": versions},
+    });
+    let mark = lambda.log_mark();
+
+    let reply = lambda.ok("cleanup", "custom resource Create", &create);
+
+    assert_eq!(
+        reply,
+        json!({"Status": "SUCCESS", "Applied": []}),
+        "the schema was migrated already"
+    );
+    let received = endpoint.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0].body["Status"], "SUCCESS");
+    assert_eq!(received[0].body["RequestId"], create["RequestId"]);
+    let lines = emf_lines(lambda, mark, 1);
+    assert_eq!(lines[0].0["Op"], "deploy");
+    assert_eq!(lines[0].0["MigrationsApplied"], 0);
 }
