@@ -358,18 +358,3 @@ async fn an_answer_the_endpoint_refuses_is_an_error_without_the_url() {
     assert!(!err.message.contains("SIGNATURE-SECRET"), "{err}");
     assert_eq!(endpoint.received().len(), 1);
 }
-
-#[test]
-fn the_template_lists_every_migration_in_order() {
-    let template = include_str!("../../../template.yaml");
-    let start = template
-        .find("\n  Migrations:\n")
-        .expect("the template has the Migrations resource");
-    let listed: Vec<&str> = template[start..]
-        .lines()
-        .skip_while(|line| line.trim() != "Versions:")
-        .skip(1)
-        .map_while(|line| line.trim().strip_prefix("- "))
-        .collect();
-    assert_eq!(listed, versions());
-}

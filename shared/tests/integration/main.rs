@@ -20,5 +20,6 @@ mod secrets;
 mod statements;
 mod stored_rows;
 mod surfaces;
+mod template;
 mod tls;
 mod values;

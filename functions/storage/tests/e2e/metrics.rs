@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 use test_support::emf;
 use test_support::response_endpoint::ResponseEndpoint;
+use test_support::table_after;
 use uuid::Uuid;
 
 use crate::e2e;
@@ -57,20 +58,9 @@ fn emf_lines(
 /// The metric names the README's metrics table documents.
 fn documented_metrics() -> BTreeSet<String> {
     let readme = fs::read_to_string(workspace_root().join("README.md")).expect("the README");
-    let start = readme.find("\n### Metrics\n").expect("a Metrics section");
-    readme[start..]
-        .lines()
-        .skip_while(|line| !line.starts_with('|'))
-        .take_while(|line| line.starts_with('|'))
-        .skip(2)
-        .map(|row| {
-            row.trim_matches('|')
-                .split(" | ")
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_owned()
-        })
+    table_after(&readme, "### Metrics")
+        .iter()
+        .map(|row| row[0].to_owned())
         .collect()
 }
 
