@@ -152,6 +152,8 @@ async fn mixed_load(storage: &Path, url: &str) {
     let sessions = Uuid::new_v4().as_u128();
     let session_id = |n: usize| Uuid::from_u128(sessions.wrapping_add(n as u128));
     let mut latencies = histogram();
+    // The same latencies by kind of call (`MIXED_KINDS`, indexed by `i % 10`).
+    let mut by_kind: Vec<Histogram<u64>> = MIXED_KINDS.iter().map(|_| histogram()).collect();
     let mut rss = vec![(0, function.memory_mib("VmRSS"))];
     let started = Instant::now();
     for i in 0..MIXED_INVOCATIONS {
@@ -175,7 +177,9 @@ async fn mixed_load(storage: &Path, url: &str) {
         };
         let call = Instant::now();
         let answer = api.invoke(&payload, Duration::from_secs(10)).await;
-        latencies.record(micros(call.elapsed())).expect("in range");
+        let took = micros(call.elapsed());
+        latencies.record(took).expect("in range");
+        by_kind[mixed_kind(i)].record(took).expect("in range");
         let answer = answer.unwrap_or_else(|err| panic!("{payload}: {err}"));
         assert!(
             !(answer.is_null() || answer == false) || i % 10 == 5,
@@ -205,6 +209,18 @@ async fn mixed_load(storage: &Path, url: &str) {
         latencies.value_at_quantile(0.99),
         MIXED_INVOCATIONS as f64 / elapsed.as_secs_f64()
     );
+    println!(
+        "  {:<40} {:>10} {:>8} {:>8}",
+        "by call", "calls", "median", "p99"
+    );
+    for (kind, h) in MIXED_KINDS.iter().zip(&by_kind) {
+        println!(
+            "  {kind:<40} {:>10} {:>5} µs {:>5} µs",
+            h.len(),
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99)
+        );
+    }
     target(
         &format!("peak RSS (VmHWM) ≤ {RSS_TARGET_MIB} MiB"),
         format!("{peak:.1} MiB"),
@@ -216,6 +232,22 @@ async fn mixed_load(storage: &Path, url: &str) {
         last - full <= FLAT_MIB,
     );
     println!();
+}
+
+/// The kinds of call of the mixed load, each with its share of every 10 calls.
+const MIXED_KINDS: [&str; 7] = [
+    "getLaunchConfig, cache hit (4 in 10)",
+    "getLaunchConfig, cache miss (1 in 10)",
+    "storeNonce (1 in 10)",
+    "validateNonce (1 in 10)",
+    "addSession (1 in 10)",
+    "getSession, cache hit (1 in 10)",
+    "getSession, evicted: a miss (1 in 10)",
+];
+
+/// The index in `MIXED_KINDS` of the `i`th call of the mixed load.
+fn mixed_kind(i: usize) -> usize {
+    (i % 10).saturating_sub(3)
 }
 
 async fn cleanup_backlog(cleanup: &Path, url: &str, sql: &tokio_postgres::Client) {

@@ -7,6 +7,7 @@
 
 use std::hash::Hash;
 use std::mem::size_of;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use quick_cache::sync::Cache;
@@ -73,6 +74,9 @@ pub struct TtlCache<K, V> {
     entries: Cache<K, Entry<V>, ByFootprint>,
     hit_ttl: Duration,
     miss_ttl: Duration,
+    /// Lookups so far that found an entry, and that found none: the invocation's metrics.
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl<K, V> TtlCache<K, V>
@@ -96,17 +100,38 @@ where
             } else {
                 miss_ttl
             },
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
     /// `Some(Some(v))` a cached value, `Some(None)` a cached miss, `None` not cached.
     pub fn get(&self, key: &K) -> Option<Option<V>> {
+        let found = self.lookup(key);
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    fn lookup(&self, key: &K) -> Option<Option<V>> {
         let entry = self.entries.get(key)?;
         if entry.expires <= Instant::now() {
             self.entries.remove(key);
             return None;
         }
         Some(entry.found)
+    }
+
+    /// Lookups so far: (found an entry, found none).
+    pub fn lookups(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 
     /// Remembers what a lookup found, for the hit or the miss TTL, and for no longer than
@@ -246,6 +271,20 @@ mod tests {
         assert_eq!(cache.get(&"soon"), Some(Some(2)));
         std::thread::sleep(Duration::from_millis(250));
         assert_eq!(cache.get(&"soon"), None);
+    }
+
+    #[test]
+    fn lookups_count_what_was_found_and_what_was_not() {
+        let cache = TtlCache::new(10, MIB, Duration::from_millis(100), LONG);
+        cache.insert("hit", Some(1), None);
+        cache.insert("miss", None, None);
+        cache.get(&"hit");
+        cache.get(&"miss"); // a remembered miss is found in the cache: a hit
+        cache.get(&"never");
+        assert_eq!(cache.lookups(), (2, 1));
+        std::thread::sleep(Duration::from_millis(150));
+        cache.get(&"hit"); // expired
+        assert_eq!(cache.lookups(), (2, 2));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! by every later call, re-opened when it has dropped.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,8 @@ pub struct Database {
     idle_check_after: Duration,
     prepared_statements: bool,
     open: Mutex<Option<Open>>,
+    /// Connections opened so far, for the invocation's metrics (reconnects).
+    opened: AtomicU64,
 }
 
 /// The open connection and when a call last took it.
@@ -69,7 +72,13 @@ impl Database {
             idle_check_after: config.connection_idle_check,
             prepared_statements: config.prepared_statements,
             open: Mutex::new(None),
+            opened: AtomicU64::new(0),
         })
+    }
+
+    /// Connections opened so far by this container.
+    pub fn connections_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
     }
 
     /// Runs `query` on the connection within the query time limit. A connection found dead
@@ -195,6 +204,7 @@ impl Database {
             client: self.connect().await?,
             prepared: self.prepared_statements.then(Default::default),
         });
+        self.opened.fetch_add(1, Ordering::Relaxed);
         *slot = Some(Open {
             client: client.clone(),
             last_used: Instant::now(),

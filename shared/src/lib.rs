@@ -5,11 +5,13 @@ pub mod access;
 mod cache;
 pub mod cleanup;
 pub mod config;
+pub mod custom_resource;
 pub mod db;
 pub mod error;
 pub mod http;
 pub mod input;
 mod logging;
+pub mod metrics;
 pub mod migrate;
 pub mod model;
 pub mod request;
@@ -25,11 +27,17 @@ pub use storage::Storage;
 /// storage (no connection yet). A missing or malformed variable stops the process with a
 /// message naming it, so Lambda reports an init error instead of serving calls.
 pub fn init_from_env() -> Storage {
-    fn stop(err: config::ConfigError) -> ! {
+    try_init_from_env().unwrap_or_else(|err| {
         eprintln!("{err}");
         std::process::exit(2)
-    }
-    let config = Config::from_env().unwrap_or_else(|err| stop(err));
+    })
+}
+
+/// `init_from_env` that hands the configuration error back instead of stopping, for a
+/// function that must still answer its invocations (the cleanup function answers
+/// CloudFormation).
+pub fn try_init_from_env() -> Result<Storage, config::ConfigError> {
+    let config = Config::from_env()?;
     logging::init(config.log_level);
-    Storage::new(&config).unwrap_or_else(|err| stop(err))
+    Storage::new(&config)
 }

@@ -20,13 +20,14 @@ pub fn init(level: LevelFilter) {
         .init();
 }
 
-/// `level` for the functions' own lines. Dependencies never log below warnings, whatever
-/// `level` says: the runtime crate logs every raw event at trace (nonces, sessions, client
-/// data). The runtime's line for a failed invocation repeats the function's own one.
+/// `level` for the storage's own lines (the functions' metrics line is written whatever the
+/// level). Dependencies never log below warnings, whatever `level` says: the runtime crate logs
+/// every raw event at trace (nonces, sessions, client data). The runtime's line for a failed
+/// invocation repeats the function's own one.
 fn filter(level: LevelFilter) -> Targets {
     Targets::new()
         .with_default(level.min(LevelFilter::WARN))
-        .with_targets(["lti_storage", "storage", "cleanup"].map(|target| (target, level)))
+        .with_target("lti_storage", level)
         .with_target("lambda_runtime::layers::panic", LevelFilter::OFF)
 }
 
@@ -39,8 +40,6 @@ mod tests {
     fn dependencies_never_log_below_warnings_and_the_runtime_never_repeats_an_error() {
         let verbose = filter(LevelFilter::TRACE);
         assert!(verbose.would_enable("lti_storage::db", &Level::TRACE));
-        assert!(verbose.would_enable("storage", &Level::DEBUG));
-        assert!(verbose.would_enable("cleanup", &Level::TRACE));
         assert!(!verbose.would_enable("lambda_runtime::layers::api_response", &Level::TRACE));
         assert!(!verbose.would_enable("tokio_postgres::query", &Level::DEBUG));
         assert!(verbose.would_enable("lambda_runtime::layers::api_client", &Level::ERROR));

@@ -33,7 +33,8 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
 pub const LOCK_KEY: i64 = 0x4c54_4931_3353_5447; // "LTI13STG"
 
 /// Time limit of `{"op":"migrate"}`: inside the storage function's 30 s Lambda timeout.
-/// `storage migrate` on the command line, for large databases, waits up to a day.
+/// `storage migrate` on the command line, for large databases, waits up to a day; a deploy's
+/// custom resource gets the cleanup function's time (`custom_resource.rs`).
 pub const INVOCATION_TIME_LIMIT: Duration = Duration::from_secs(25);
 
 /// Applies the migrations the database has not recorded yet, all in one transaction, within
@@ -134,10 +135,11 @@ impl OutOfTime {
             OutOfTime::Statement => "a statement ran too long (a large table)",
         };
         Error::unavailable(format!(
-            "the migrations did not finish within {} s and were rolled back, nothing applied: \
-             {what}. Retry later, or run them with `storage migrate` from the command line \
-             (see the README), which waits longer",
-            time_limit.as_secs()
+            "the migrations did not finish within {:.0} s and were rolled back, nothing applied: \
+             {what}. Retry later, or run them from a machine that reaches the database with \
+             `DATABASE_URL=... cargo run --release -p storage -- migrate` (README, \"Database \
+             and migrations\"), which waits up to a day",
+            time_limit.as_secs_f64()
         ))
     }
 }

@@ -3,7 +3,9 @@
 //! parallel without seeing each other's rows.
 
 pub mod cluster;
+pub mod emf;
 pub mod proxy;
+pub mod response_endpoint;
 
 use std::net::TcpListener;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -184,6 +186,21 @@ pub fn host_and_port(url: &str) -> (String, u16) {
         _ => panic!("{url} names no TCP host"),
     };
     (host, config.get_ports().first().copied().unwrap_or(5432))
+}
+
+/// The cells of each row of the first Markdown table after the line `heading` of `text`,
+/// header and separator left out.
+pub fn table_after<'a>(text: &'a str, heading: &str) -> Vec<Vec<&'a str>> {
+    let start = text
+        .find(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("no heading {heading:?}"));
+    text[start..]
+        .lines()
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .skip(2)
+        .map(|line| line.trim_matches('|').split(" | ").map(str::trim).collect())
+        .collect()
 }
 
 /// A local port nothing listens on (just now).

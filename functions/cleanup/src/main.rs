@@ -1,47 +1,120 @@
 //! The cleanup function: run by an EventBridge schedule, it deletes expired rows and reports
 //! how many. It accepts any payload (an events-rule `Scheduled Event`, EventBridge
-//! Scheduler's, or `{}`): the schedule is the only input that matters.
+//! Scheduler's, or `{}`): the schedule is the only input that matters. It also answers the
+//! deploy's `Migrations` custom resource (a CloudFormation event) by applying the migrations.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use lti_storage::cleanup::cleanup;
-use lti_storage::model::CleanupCounts;
-use lti_storage::Storage;
+use lti_storage::config::ConfigError;
+use lti_storage::custom_resource;
+use lti_storage::metrics::{Dimensions, Emitter, Line, Metric};
+use lti_storage::{Error, Storage};
 use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let storage = lti_storage::init_from_env();
-    let storage = &storage;
+    // A configuration error is every invocation's answer rather than a stop at init: stopped,
+    // the function could not tell CloudFormation why a deploy's migrations failed, and the
+    // deploy would wait for its timeout.
+    let storage = lti_storage::try_init_from_env();
+    if let Err(err) = &storage {
+        eprintln!("{err}");
+    }
+    let emitter = Emitter::from_env("cleanup");
+    let (storage, emitter) = (storage.as_ref(), &emitter);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        run(storage, event.context.deadline).await
+        let started = Instant::now();
+        let deadline = started + time_left(event.context.deadline, epoch_ms_now());
+        let run = Run {
+            storage,
+            emitter,
+            request_id: &event.context.request_id,
+            started,
+            deadline,
+        };
+        if custom_resource::is_event(&event.payload) {
+            run.deploy(&event.payload).await
+        } else {
+            run.clean().await
+        }
     }))
     .await
 }
 
-async fn run(storage: &Storage, deadline_ms: u64) -> Result<CleanupCounts, Diagnostic> {
-    let started = Instant::now();
-    let deadline = started + time_left(deadline_ms, epoch_ms_now());
-    let duration_ms = || started.elapsed().as_millis() as u64;
-    match cleanup(storage, deadline).await {
-        Ok(outcome) => {
-            let counts = outcome.counts;
-            tracing::info!(
-                op = "cleanup",
-                outcome = "ok",
-                finished = outcome.finished,
-                nonces_deleted = counts.nonces_deleted,
-                sessions_deleted = counts.sessions_deleted,
-                registration_sessions_deleted = counts.registration_sessions_deleted,
-                duration_ms = duration_ms(),
-            );
-            Ok(counts)
+/// One invocation: what it works with, and when it must be done.
+struct Run<'a> {
+    storage: Result<&'a Storage, &'a ConfigError>,
+    emitter: &'a Emitter,
+    request_id: &'a str,
+    started: Instant,
+    deadline: Instant,
+}
+
+impl Run<'_> {
+    /// Deletes what has expired; the line reports the counts and whether it finished.
+    async fn clean(&self) -> Result<Value, Diagnostic> {
+        let result = match self.storage {
+            Ok(storage) => cleanup(storage, self.deadline).await,
+            Err(err) => Err(Error::internal(err.to_string())),
+        };
+        let duration = Metric::micros("Duration", self.started.elapsed());
+        match result {
+            Ok(outcome) => {
+                let counts = outcome.counts;
+                self.emit(
+                    "cleanup",
+                    &[
+                        duration,
+                        Metric::count("NoncesDeleted", counts.nonces_deleted),
+                        Metric::count("SessionsDeleted", counts.sessions_deleted),
+                        Metric::count(
+                            "RegistrationSessionsDeleted",
+                            counts.registration_sessions_deleted,
+                        ),
+                        Metric::count("StoppedEarly", u64::from(!outcome.finished)),
+                    ],
+                    None,
+                );
+                // Plain counts: serialising them cannot fail.
+                Ok(serde_json::to_value(counts).unwrap_or_default())
+            }
+            Err(err) => {
+                self.emit("cleanup", &[duration], Some(&err));
+                Err(err.into())
+            }
         }
-        Err(err) => {
-            tracing::error!(op = "cleanup", outcome = err.kind.as_str(), error = %err.message, duration_ms = duration_ms());
-            Err(err.into())
+    }
+
+    /// Answers CloudFormation; the line reports the migrations applied, or why not.
+    async fn deploy(&self, event: &Value) -> Result<Value, Diagnostic> {
+        let result = custom_resource::handle(self.storage, event, self.deadline).await;
+        let duration = Metric::micros("Duration", self.started.elapsed());
+        match result {
+            Ok(answer) => {
+                let applied = Metric::count("MigrationsApplied", answer.applied.len() as u64);
+                self.emit("deploy", &[duration, applied], answer.error.as_ref());
+                // Answered, FAILED included: the invocation succeeded, so Lambda does not
+                // repeat it.
+                Ok(answer.reply())
+            }
+            Err(err) => {
+                self.emit("deploy", &[duration], Some(&err));
+                Err(err.into())
+            }
         }
+    }
+
+    fn emit(&self, op: &str, metrics: &[Metric], error: Option<&Error>) {
+        self.emitter.emit(&Line {
+            op,
+            request_id: self.request_id,
+            dimensions: Dimensions::Op,
+            metrics,
+            properties: &[],
+            error,
+        });
     }
 }
 

@@ -7,7 +7,7 @@ use aws_lambda_events::http::header::{HeaderValue, CONTENT_TYPE};
 use base64::Engine;
 use lti_storage::access::Surface;
 use lti_storage::http::{parse_query, route, Response};
-use lti_storage::{Error, Storage};
+use lti_storage::{Error, ErrorKind, Storage};
 use serde_json::Value;
 
 /// Whether a payload is an HTTP event rather than a direct invocation.
@@ -15,8 +15,19 @@ pub fn is_http_event(payload: &Value) -> bool {
     payload.get("requestContext").is_some() && payload.get("op").is_none()
 }
 
-/// Answers one HTTP event; returns the op (for the log line) and the response.
-pub async fn handle(storage: &Storage, surface: Surface, payload: Value) -> (&'static str, Value) {
+/// An HTTP event answered.
+pub struct Answered {
+    /// The op the route names, or "invalid".
+    pub op: &'static str,
+    pub status: u16,
+    /// The error the response reports, for the metrics line.
+    pub error: Option<Error>,
+    /// The response event.
+    pub event: Value,
+}
+
+/// Answers one HTTP event.
+pub async fn handle(storage: &Storage, surface: Surface, payload: Value) -> Answered {
     let (op, response) = match serde_json::from_value::<ApiGatewayV2httpRequest>(payload) {
         Ok(request) => answer(storage, surface, request).await,
         Err(_) => (
@@ -26,7 +37,24 @@ pub async fn handle(storage: &Storage, surface: Surface, payload: Value) -> (&'s
             )),
         ),
     };
-    (op, to_event(response))
+    Answered {
+        op,
+        status: response.status,
+        error: reported_error(&response),
+        event: to_event(response),
+    }
+}
+
+/// The error a response's body reports (`errorType`, `errorMessage`), if any.
+fn reported_error(response: &Response) -> Option<Error> {
+    let body = response.body.as_ref()?;
+    let kind = ErrorKind::ALL
+        .into_iter()
+        .find(|kind| body["errorType"] == kind.as_str())?;
+    Some(Error::new(
+        kind,
+        body["errorMessage"].as_str().unwrap_or_default(),
+    ))
 }
 
 async fn answer(

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use lti_storage::access::Surface;
-use lti_storage::{Request, Storage};
+use lti_storage::metrics::{Counters, Dimensions, Emitter, Line, Metric};
+use lti_storage::{Error, Request, Storage};
 use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
@@ -27,38 +28,83 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         return Ok(());
     }
 
-    let storage = &storage;
+    let emitter = Emitter::from_env("storage");
+    let (storage, emitter) = (&storage, &emitter);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let surface = Surface::of_invoked_arn(&event.context.invoked_function_arn);
-        handle(storage, surface, event.payload).await
+        let invocation = Invocation::start(storage, emitter, &event.context.request_id);
+        handle(&invocation, surface, event.payload).await
     }))
     .await
 }
 
-/// Parses the payload, calls the storage through the invoked alias's surface, and logs one
-/// line: op, outcome, duration.
-async fn handle(storage: &Storage, surface: Surface, payload: Value) -> Result<Value, Diagnostic> {
-    let started = Instant::now();
+/// Parses the payload, calls the storage through the invoked alias's surface, and writes the
+/// invocation's one line: its metrics, and the error if it failed.
+async fn handle(
+    invocation: &Invocation<'_>,
+    surface: Surface,
+    payload: Value,
+) -> Result<Value, Diagnostic> {
+    let storage = invocation.storage;
     if http::is_http_event(&payload) {
-        let (op, response) = http::handle(storage, surface, payload).await;
-        let status = response["statusCode"].as_u64().unwrap_or_default();
-        let duration_us = started.elapsed().as_micros() as u64;
-        tracing::info!(op, outcome = "http", status, duration_us); // the status is the outcome
-        return Ok(response);
+        let answered = http::handle(storage, surface, payload).await;
+        invocation.finish(
+            answered.op,
+            answered.error.as_ref(),
+            &[("HttpStatus", u64::from(answered.status))],
+        );
+        return Ok(answered.event);
     }
     let (op, result) = match Request::from_payload(payload) {
         Ok(request) => (request.op(), storage.handle_on(surface, request).await),
         Err(err) => ("invalid", Err(err)),
     };
-    let duration_us = started.elapsed().as_micros() as u64;
-    match result {
-        Ok(value) => {
-            tracing::info!(op, outcome = "ok", duration_us);
-            Ok(value)
+    invocation.finish(op, result.as_ref().err(), &[]);
+    result.map_err(Into::into)
+}
+
+/// An invocation under way: when it started, and what the container had counted then.
+struct Invocation<'a> {
+    storage: &'a Storage,
+    emitter: &'a Emitter,
+    request_id: &'a str,
+    started: Instant,
+    before: Counters,
+}
+
+impl<'a> Invocation<'a> {
+    fn start(storage: &'a Storage, emitter: &'a Emitter, request_id: &'a str) -> Self {
+        Invocation {
+            storage,
+            emitter,
+            request_id,
+            started: Instant::now(),
+            before: storage.counters(),
         }
-        Err(err) => {
-            tracing::info!(op, outcome = err.kind.as_str(), error = %err.message, duration_us);
-            Err(err.into())
+    }
+
+    /// Writes the line: one call of `op`, its duration, whether a cache answered it, the
+    /// connections it had to open again, and its error.
+    fn finish(&self, op: &str, error: Option<&Error>, properties: &[(&'static str, u64)]) {
+        let duration = self.started.elapsed();
+        let after = self.storage.counters();
+        let mut metrics = Vec::with_capacity(4);
+        metrics.push(Metric::count("Calls", 1));
+        metrics.push(Metric::micros("Duration", duration));
+        if let Some(hit) = after.cache_hit_since(&self.before) {
+            metrics.push(Metric::count("CacheHit", u64::from(hit)));
         }
+        let reconnects = after.reconnects_since(&self.before);
+        if reconnects > 0 {
+            metrics.push(Metric::count("Reconnects", reconnects));
+        }
+        self.emitter.emit(&Line {
+            op,
+            request_id: self.request_id,
+            dimensions: Dimensions::OpAndFunction,
+            metrics: &metrics,
+            properties,
+            error,
+        });
     }
 }

@@ -10,18 +10,9 @@ use test_support::{add_client, call, client_json, fails, new_client, ok, TestDb}
 
 const README: &str = include_str!("../../../README.md");
 
-/// The cells of each row of the first table after `heading`, header and separator left out.
+/// The cells of each row of the README's first table after `heading`.
 fn table_after(heading: &str) -> Vec<Vec<&'static str>> {
-    let start = README
-        .find(&format!("\n{heading}\n"))
-        .unwrap_or_else(|| panic!("the README has no heading {heading:?}"));
-    README[start..]
-        .lines()
-        .skip_while(|line| !line.starts_with('|'))
-        .take_while(|line| line.starts_with('|'))
-        .skip(2)
-        .map(|line| line.trim_matches('|').split(" | ").map(str::trim).collect())
-        .collect()
+    test_support::table_after(README, heading)
 }
 
 #[test]

@@ -277,6 +277,21 @@ impl Lambda {
         lambda
     }
 
+    /// Where the watch log ends now: the lines of what follows come after it.
+    pub fn log_mark(&self) -> u64 {
+        fs::metadata(&self.watch.borrow().log).map_or(0, |meta| meta.len())
+    }
+
+    /// The lines the functions (and cargo lambda) wrote since `mark`.
+    pub fn log_since(&self, mark: u64) -> Vec<String> {
+        let log = fs::read(&self.watch.borrow().log).expect("read the watch log");
+        let start = (mark as usize).min(log.len());
+        String::from_utf8_lossy(&log[start..])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// A test failed: shows the end of the watch log, and keeps the log.
     pub fn show_log(&self) {
         let mut watch = self.watch.borrow_mut();

@@ -18,6 +18,7 @@ mod clients;
 mod errors;
 mod events;
 mod lambda;
+mod metrics;
 mod nonces_sessions;
 
 use std::ops::Deref;

@@ -1,0 +1,147 @@
+//! A stand-in for CloudFormation's pre-signed response URL: plain HTTP on 127.0.0.1, recording
+//! every request it gets and answering with a status of the test's choosing.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use serde_json::Value;
+
+/// A request the endpoint received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    /// Path and query as sent.
+    pub target: String,
+    /// The headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// The body, parsed (`Null` when it is not JSON).
+    pub body: Value,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+pub struct ResponseEndpoint {
+    port: u16,
+    received: Arc<Mutex<Vec<Received>>>,
+    status: Arc<AtomicU16>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The path and query of the URL: a pre-signed URL's shape, percent-escapes included.
+pub const TARGET: &str =
+    "/arn%3Aaws%3Acloudformation%3Aus-east-1%3A123456789012%3Astack/test/1%7CMigrations%7Cr1?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=SIGNATURE-SECRET";
+
+impl ResponseEndpoint {
+    /// Listening on 127.0.0.1, answering 200.
+    pub fn start() -> ResponseEndpoint {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the response endpoint");
+        let port = listener.local_addr().expect("its address").port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let status = Arc::new(AtomicU16::new(200));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let (received, status, stop) = (received.clone(), status.clone(), stop.clone());
+            move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if let Ok(stream) = stream {
+                        serve(stream, &received, status.load(Ordering::SeqCst));
+                    }
+                }
+            }
+        });
+        ResponseEndpoint {
+            port,
+            received,
+            status,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The URL to put in an event's `ResponseURL`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}{TARGET}", self.port)
+    }
+
+    /// Answers `status` from now on.
+    pub fn answer_with(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// What it received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for ResponseEndpoint {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop, which then sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn serve(stream: TcpStream, received: &Mutex<Vec<Received>>, status: u16) {
+    let mut reader = BufReader::new(match stream.try_clone() {
+        Ok(stream) => stream,
+        Err(_) => return,
+    });
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return; // the wake-up connection of Drop
+    }
+    let mut words = line.split_whitespace();
+    let (method, target) = (
+        words.next().unwrap_or_default().to_owned(),
+        words.next().unwrap_or_default().to_owned(),
+    );
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        match line.trim_end().split_once(':') {
+            Some((name, value)) => {
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+            }
+            None => break, // the blank line that ends the headers
+        }
+    }
+    let length = headers
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    let _ = reader.read_exact(&mut body);
+    received.lock().expect("lock").push(Received {
+        method,
+        target,
+        headers,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    });
+    let mut stream = stream;
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+}
