@@ -91,7 +91,7 @@ const ADMIN_SCRIPT: &str = include_str!("moto_admin.py");
 impl Moto {
     pub fn start() -> Moto {
         let port = free_port();
-        let child = Command::new(venv_bin("moto_server"))
+        let mut child = Command::new(venv_bin("moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -99,26 +99,35 @@ impl Moto {
             .expect("start moto_server");
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "moto_server did not listen within 60 s"
-            );
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("moto_server did not listen within 60 s");
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let region = "eu-west-1";
+        let unset = Keys {
+            id: String::new(),
+            secret: String::new(),
+            token: None,
+        };
+        // Built first, so that a failed set-up stops the server too (Drop).
+        let mut moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            region: "eu-west-1",
+            admin: unset.clone(),
+            storage: unset.clone(),
+            other: unset,
+        };
         let keys = python(
             ADMIN_SCRIPT,
-            &json!({"op": "setup", "endpoint": endpoint, "region": region}),
+            &json!({"op": "setup", "endpoint": moto.endpoint, "region": moto.region}),
         );
-        Moto {
-            child,
-            endpoint,
-            region,
-            admin: Keys::from_json(&keys["admin"]),
-            storage: Keys::from_json(&keys["storage"]),
-            other: Keys::from_json(&keys["other"]),
-        }
+        moto.admin = Keys::from_json(&keys["admin"]);
+        moto.storage = Keys::from_json(&keys["storage"]);
+        moto.other = Keys::from_json(&keys["other"]);
+        moto
     }
 
     fn admin_op(&self, op: &str, args: Value) -> Value {
