@@ -2,7 +2,9 @@
 # Makes sure the tools the other scripts need are there, installing them where that is safe.
 #   scripts/ensure-tools.sh [EXTRA...]                   check (and install) now, or
 #   . scripts/ensure-tools.sh; ensure_tools [EXTRA...]   source it, so PATH changes reach the caller.
-# Always: cargo, rustfmt, clippy, cargo lambda. EXTRA: cfn-lint, sam, aarch64 (the Lambda arm64 target).
+# Always: cargo, rustfmt, clippy, cargo lambda, and moto's server (Secrets Manager for the tests,
+# which also brings botocore, whose SigV4 signatures the tests compare with the storage's).
+# EXTRA: cfn-lint, sam, aarch64 (the Lambda arm64 target).
 # Silent when everything is present; exits 1 with instructions when it cannot fix something itself.
 # (Sourcing defines a function instead of running, because a sourced file sees the caller's arguments.)
 set -euo pipefail
@@ -10,7 +12,7 @@ set -euo pipefail
 _et_say() { echo "ensure-tools: $*" >&2; }
 _et_die() { _et_say "$*"; exit 1; }
 
-# Python tools (cargo-lambda, cfn-lint, the SAM CLI) live in a virtual environment of the
+# Python tools (cargo-lambda, moto, cfn-lint, the SAM CLI) live in a virtual environment of the
 # project's own, so installing them changes nothing else on the machine.
 ET_VENV="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/tools/venv"
 
@@ -51,6 +53,7 @@ ensure_tools() {
     cargo lambda --version >/dev/null 2>&1 ||
       _et_die "cargo-lambda installed but 'cargo lambda' does not run; is pip's bin dir on PATH?"
   fi
+  [ -x "$ET_VENV/bin/moto_server" ] || _et_pip_install 'moto[server]'
   local extra
   for extra in "$@"; do
     case $extra in

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
+use test_support::moto::Moto;
 use test_support::proxy::Proxy;
 use test_support::{epoch_ms_in, session_data, TestDb};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -87,7 +88,12 @@ async fn run(url: &str) {
     .await
     .expect("fixture rows");
 
-    cold_start(&storage, &db.url).await;
+    cold_start(&storage, &db.url, None).await;
+    // The same with the login read from Secrets Manager (moto's, on 127.0.0.1).
+    let moto = Moto::start();
+    let arn = moto.create_secret("lti-storage/bench", &db.url);
+    cold_start(&storage, &db.url, Some((&moto, &arn))).await;
+    drop(moto);
     mixed_load(&storage, &db.url).await;
     cleanup_backlog(&cleanup, &db.url, &sql).await;
 
@@ -95,7 +101,9 @@ async fn run(url: &str) {
     db.remove().await;
 }
 
-async fn cold_start(storage: &Path, url: &str) {
+/// Cold starts of `storage`; with `secret`, its login is that secret of that moto server,
+/// which holds the whole URL: DATABASE_URL is then not set.
+async fn cold_start(storage: &Path, url: &str, secret: Option<(&Moto, &str)>) {
     let launch = launch_config("hot-0");
     let (mut to_poll, mut to_database, mut to_answer) = (histogram(), histogram(), histogram());
     let mut peak_rss = 0.0f64;
@@ -104,8 +112,17 @@ async fn cold_start(storage: &Path, url: &str) {
         let proxy = Proxy::start(url).await;
         // Queued before the process starts, as Lambda has the event when it starts one.
         let reply = api.queue(&launch, Duration::from_secs(10));
+        let env = match secret {
+            None => vec![("DATABASE_URL", proxy.redirect(url))],
+            Some((moto, arn)) => {
+                moto.put_secret_value(arn, &proxy.redirect(url));
+                let mut env = moto.env(&moto.storage);
+                env.push(("DATABASE_SECRET_ARN", arn.to_owned()));
+                env
+            }
+        };
         let started = Instant::now();
-        let function = Function::spawn(storage, "storage", &api, &proxy.redirect(url));
+        let function = Function::spawn(storage, "storage", &api, &env);
         let answer = outcome(reply).await;
         let answered = started.elapsed();
         assert!(
@@ -123,7 +140,11 @@ async fn cold_start(storage: &Path, url: &str) {
         peak_rss = peak_rss.max(function.memory_mib("VmHWM"));
     }
     let median = |h: &Histogram<u64>| h.value_at_quantile(0.5) as f64 / 1000.0;
-    println!("Cold start: {COLD_STARTS} spawns of the release storage binary, each answering one getLaunchConfig (a cache miss: connect, then one query)");
+    let login = match secret {
+        None => "DATABASE_URL",
+        Some(_) => "DATABASE_SECRET_ARN: the secret read from moto's Secrets Manager on 127.0.0.1",
+    };
+    println!("Cold start ({login}): {COLD_STARTS} spawns of the release storage binary, each answering one getLaunchConfig (a cache miss: connect, then one query)");
     println!("  {:<48} {:>9} {:>17}", "", "median", "min–max");
     for (label, h) in [
         ("spawn → first poll of the runtime API", &to_poll),
@@ -148,7 +169,12 @@ async fn cold_start(storage: &Path, url: &str) {
 async fn mixed_load(storage: &Path, url: &str) {
     let api = RuntimeApi::start().await;
     let proxy = Proxy::start(url).await;
-    let function = Function::spawn(storage, "storage", &api, &proxy.redirect(url));
+    let function = Function::spawn(
+        storage,
+        "storage",
+        &api,
+        &[("DATABASE_URL", proxy.redirect(url))],
+    );
     let sessions = Uuid::new_v4().as_u128();
     let session_id = |n: usize| Uuid::from_u128(sessions.wrapping_add(n as u128));
     let mut latencies = histogram();
@@ -269,7 +295,12 @@ async fn cleanup_backlog(cleanup: &Path, url: &str, sql: &tokio_postgres::Client
 
     let api = RuntimeApi::start().await;
     let proxy = Proxy::start(url).await;
-    let function = Function::spawn(cleanup, "cleanup", &api, &proxy.redirect(url));
+    let function = Function::spawn(
+        cleanup,
+        "cleanup",
+        &api,
+        &[("DATABASE_URL", proxy.redirect(url))],
+    );
     let short = Duration::from_secs(2);
     let mut runs = Vec::new();
     for (label, time_limit) in [
@@ -298,7 +329,12 @@ async fn cleanup_backlog(cleanup: &Path, url: &str, sql: &tokio_postgres::Client
     drop(function);
 
     let api = RuntimeApi::start().await;
-    let function = Function::spawn(cleanup, "cleanup", &api, &proxy.redirect(url));
+    let function = Function::spawn(
+        cleanup,
+        "cleanup",
+        &api,
+        &[("DATABASE_URL", proxy.redirect(url))],
+    );
     let counts = api
         .invoke(&json!({}), Duration::from_secs(600))
         .await
@@ -362,14 +398,15 @@ fn deleted(counts: &Value) -> u64 {
 struct Function(Child);
 
 impl Function {
-    fn spawn(binary: &Path, name: &str, api: &RuntimeApi, database_url: &str) -> Function {
+    /// Starts `binary` with Lambda's variables and `env` (the login).
+    fn spawn(binary: &Path, name: &str, api: &RuntimeApi, env: &[(&str, String)]) -> Function {
         let child = Command::new(binary)
             .env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", api.port))
             .env("AWS_LAMBDA_FUNCTION_NAME", name)
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("DATABASE_URL", database_url)
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdout(Stdio::null()) // its log lines
             .spawn()
             .unwrap_or_else(|err| panic!("start {}: {err}", binary.display()));

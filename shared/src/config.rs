@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tracing::level_filters::LevelFilter;
 
+use crate::aws::{AwsAccess, Credentials, Endpoint};
 use crate::input;
 
 /// A variable that is missing or malformed. The message names the variable and never repeats
@@ -42,6 +43,8 @@ pub struct DatabaseConfig {
     pub ssl_mode: SslMode,
     /// Root certificates (PEM) that verify the server, e.g. the Amazon RDS bundle.
     pub ssl_root_cert: Option<PathBuf>,
+    /// The URL this was parsed from, which a database secret completes.
+    pub(crate) url: String,
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -60,7 +63,8 @@ impl fmt::Debug for DatabaseConfig {
 impl DatabaseConfig {
     /// Parses a `postgres://` URL. `sslmode` (all five libpq modes) and `sslrootcert` are
     /// handled here because tokio-postgres knows only three modes; `PGSSLROOTCERT` is the
-    /// fallback for the root certificate, as in libpq.
+    /// fallback for the root certificate, as in libpq. The URL may leave out the host (a
+    /// database secret can give it): callers check.
     pub fn parse(url: &str, pg_ssl_root_cert: Option<&str>) -> Result<Self, ConfigError> {
         const VAR: &str = "DATABASE_URL";
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -110,9 +114,6 @@ impl DatabaseConfig {
             SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
             _ => tokio_postgres::config::SslMode::Require,
         });
-        if postgres.get_hosts().is_empty() {
-            return Err(config_error(VAR, "names no host"));
-        }
         if postgres.get_application_name().is_none() {
             postgres.application_name("lti-storage");
         }
@@ -120,8 +121,27 @@ impl DatabaseConfig {
             postgres,
             ssl_mode,
             ssl_root_cert,
+            url: url.to_owned(),
         })
     }
+}
+
+/// Where the database's credentials come from.
+#[derive(Debug, Clone)]
+pub enum DatabaseLogin {
+    /// DATABASE_URL (local runs, databases outside AWS).
+    Url,
+    /// A Secrets Manager secret, read when the first connection opens and again when the
+    /// database refuses its password (it was rotated).
+    Secret {
+        /// The ARN or name, as given.
+        id: String,
+        access: AwsAccess,
+        endpoint: Endpoint,
+    },
+    /// RDS IAM authentication: a token signed with the role's credentials for each new
+    /// connection, as the password of DATABASE_URL's user.
+    Iam { access: AwsAccess },
 }
 
 /// Lifetime and size of one cache.
@@ -137,6 +157,7 @@ pub struct CacheConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database: DatabaseConfig,
+    pub login: DatabaseLogin,
     pub connect_timeout: Duration,
     pub query_timeout: Duration,
     /// Whether statements are prepared once per connection (off behind RDS Proxy or
@@ -176,10 +197,47 @@ impl Config {
 
     /// Reads the configuration through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let url = lookup("DATABASE_URL")
-            .filter(|url| !url.is_empty())
-            .ok_or_else(|| config_error("DATABASE_URL", "is not set"))?;
+        let flag = |name, default| match lookup(name).as_deref().map(str::trim) {
+            None | Some("") => Ok(default),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(_) => Err(config_error(name, "must be true or false")),
+        };
+        let secret = lookup("DATABASE_SECRET_ARN").filter(|id| !id.is_empty());
+        let url = match (
+            lookup("DATABASE_URL").filter(|url| !url.is_empty()),
+            &secret,
+        ) {
+            (Some(url), _) => url,
+            // The secret holds the whole URL, or the host and credentials.
+            (None, Some(_)) => "postgres://".to_owned(),
+            (None, None) => {
+                return Err(config_error(
+                    "DATABASE_URL",
+                    "is not set (nor is DATABASE_SECRET_ARN)",
+                ))
+            }
+        };
         let database = DatabaseConfig::parse(&url, lookup("PGSSLROOTCERT").as_deref())?;
+        if secret.is_none() && database.postgres.get_hosts().is_empty() {
+            return Err(config_error("DATABASE_URL", "names no host"));
+        }
+        let login = match (secret, flag("DATABASE_IAM_AUTH", false)?) {
+            (Some(_), true) => {
+                return Err(config_error(
+                    "DATABASE_IAM_AUTH",
+                    "cannot be true when DATABASE_SECRET_ARN is set: choose one",
+                ))
+            }
+            (Some(id), false) => secret_login(&lookup, id)?,
+            (None, true) => {
+                check_iam_url(&database)?;
+                DatabaseLogin::Iam {
+                    access: aws_access(&lookup)?,
+                }
+            }
+            (None, false) => DatabaseLogin::Url,
+        };
         let number = |name: &'static str, default: u64, min: u64, max: u64| {
             parse_number(name, lookup(name), default, min, max)
         };
@@ -190,12 +248,6 @@ impl Config {
             |name, default| number(name, default, 1, MAX_TIME_LIMIT_MS).map(Duration::from_millis);
         let capacity = |name| number(name, 1000, 0, 1_000_000).map(|n| n as usize);
         let bytes = |name, default| number(name, default, 0, MAX_CACHE_BYTES).map(|n| n as usize);
-        let flag = |name, default| match lookup(name).as_deref().map(str::trim) {
-            None | Some("") => Ok(default),
-            Some("true") => Ok(true),
-            Some("false") => Ok(false),
-            Some(_) => Err(config_error(name, "must be true or false")),
-        };
         let log_level = match lookup("LOG_LEVEL").filter(|level| !level.is_empty()) {
             None => LevelFilter::INFO,
             Some(level) => level.parse().map_err(|_| {
@@ -207,6 +259,7 @@ impl Config {
         };
         Ok(Config {
             database,
+            login,
             connect_timeout: millis("CONNECT_TIMEOUT_MS", 5000)?,
             query_timeout: millis("QUERY_TIMEOUT_MS", 5000)?,
             prepared_statements: flag("PREPARED_STATEMENTS", true)?,
@@ -233,6 +286,119 @@ impl Config {
             log_level,
         })
     }
+}
+
+/// The secret's ARN or name checked, with what reading it takes.
+fn secret_login(
+    lookup: &impl Fn(&str) -> Option<String>,
+    id: String,
+) -> Result<DatabaseLogin, ConfigError> {
+    // What Secrets Manager allows in names and ARNs.
+    let valid = |c: char| c.is_ascii_alphanumeric() || "/_+=.@-:".contains(c);
+    if id.len() > 2048 || !id.chars().all(valid) {
+        return Err(config_error(
+            "DATABASE_SECRET_ARN",
+            "must be a Secrets Manager secret's ARN or name (letters, digits and /_+=.@-:)",
+        ));
+    }
+    let access = aws_access(lookup)?;
+    // As the AWS SDKs: the service's own variable first, then the general one.
+    let endpoint = ["AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL"]
+        .into_iter()
+        .find_map(|name| Some((name, lookup(name).filter(|url| !url.is_empty())?)));
+    let endpoint = match endpoint {
+        Some((name, url)) => {
+            Endpoint::parse(&url).map_err(|problem| config_error(name, problem))?
+        }
+        None => access.secrets_manager(),
+    };
+    Ok(DatabaseLogin::Secret {
+        id,
+        access,
+        endpoint,
+    })
+}
+
+/// DATABASE_URL as IAM authentication needs it: one host, the user, no password, and TLS
+/// to a verified server (the token opens connections for 15 minutes to whoever holds it).
+fn check_iam_url(database: &DatabaseConfig) -> Result<(), ConfigError> {
+    const VAR: &str = "DATABASE_URL";
+    let postgres = &database.postgres;
+    if postgres.get_hosts().len() != 1 || postgres.get_ports().len() > 1 {
+        return Err(config_error(
+            VAR,
+            "must name one host and port with DATABASE_IAM_AUTH=true (the token is signed for them)",
+        ));
+    }
+    if postgres.get_user().is_none() {
+        return Err(config_error(
+            VAR,
+            "names no user; DATABASE_IAM_AUTH=true connects as the URL's user",
+        ));
+    }
+    if postgres.get_password().is_some() {
+        return Err(config_error(
+            VAR,
+            "holds a password, but DATABASE_IAM_AUTH=true signs a token instead: remove it",
+        ));
+    }
+    // TLS always, and the server authenticated: by verify-full, or by a chain checked against
+    // a root certificate the user configured (verify-ca against the built-in roots would
+    // accept any RDS instance or public certificate).
+    let verified = database.ssl_mode == SslMode::VerifyFull
+        || (database.ssl_root_cert.is_some()
+            && matches!(database.ssl_mode, SslMode::Require | SslMode::VerifyCa));
+    if !verified {
+        return Err(config_error(
+            "DATABASE_IAM_AUTH",
+            "needs sslmode=verify-full in DATABASE_URL (or a root certificate with \
+             sslmode=require or verify-ca): the token is sent only to a verified server",
+        ));
+    }
+    Ok(())
+}
+
+/// The region and credentials Lambda gives the function (AWS_REGION, AWS_ACCESS_KEY_ID,
+/// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN).
+fn aws_access(lookup: &impl Fn(&str) -> Option<String>) -> Result<AwsAccess, ConfigError> {
+    let set = |name: &'static str| lookup(name).filter(|value| !value.is_empty());
+    let required = |name: &'static str| {
+        set(name).ok_or_else(|| {
+            config_error(
+                name,
+                "is not set (Lambda sets it; elsewhere set it to reach AWS)",
+            )
+        })
+    };
+    // Header values: printable ASCII without spaces, so nothing can break the request.
+    let check = |name: &'static str, value: String| {
+        if value.chars().all(|c| c.is_ascii_graphic()) {
+            Ok(value)
+        } else {
+            Err(config_error(name, "must be printable ASCII without spaces"))
+        }
+    };
+    let region = required("AWS_REGION")?;
+    if !region
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(config_error(
+            "AWS_REGION",
+            "must be a region name such as eu-west-1",
+        ));
+    }
+    let credentials = Credentials {
+        access_key_id: check("AWS_ACCESS_KEY_ID", required("AWS_ACCESS_KEY_ID")?)?,
+        secret_access_key: check("AWS_SECRET_ACCESS_KEY", required("AWS_SECRET_ACCESS_KEY")?)?,
+        session_token: set("AWS_SESSION_TOKEN")
+            .map(|token| check("AWS_SESSION_TOKEN", token))
+            .transpose()?,
+    };
+    Ok(AwsAccess {
+        region,
+        credentials,
+    })
 }
 
 fn parse_number(
@@ -656,5 +822,177 @@ mod tests {
             assert_eq!(err.variable, "N");
             assert!(err.problem.contains("from 1 to 9"), "{err}");
         }
+    }
+
+    const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjEJr//////////wEaCXVz+token=";
+
+    /// `vars` with the variables Lambda sets for every function.
+    fn on_lambda<'a>(vars: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut all = vec![
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_SESSION_TOKEN", SESSION_TOKEN),
+        ];
+        all.extend_from_slice(vars);
+        all
+    }
+
+    const ARN: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:lti/db-AbCdEf";
+
+    #[test]
+    fn a_database_secret_needs_no_database_url_and_reads_lambdas_credentials() {
+        let secret = config(&on_lambda(&[("DATABASE_SECRET_ARN", ARN)])).unwrap();
+        let DatabaseLogin::Secret {
+            id,
+            access,
+            endpoint,
+        } = &secret.login
+        else {
+            panic!("a secret login: {:?}", secret.login);
+        };
+        assert_eq!(id, ARN);
+        assert_eq!(access.region, "eu-west-1");
+        assert_eq!(
+            access.credentials.session_token.as_deref(),
+            Some(SESSION_TOKEN)
+        );
+        assert_eq!(
+            endpoint.to_string(),
+            "https://secretsmanager.eu-west-1.amazonaws.com"
+        );
+        for shown in [format!("{secret:?}"), format!("{secret:#?}")] {
+            assert!(
+                !shown.contains(SECRET_KEY) && !shown.contains(SESSION_TOKEN),
+                "{shown}"
+            );
+        }
+        // DATABASE_URL beside it gives the options (and may give the host).
+        let with_url = config(&on_lambda(&[
+            ("DATABASE_SECRET_ARN", "lti/db"),
+            ("DATABASE_URL", "postgres://?sslmode=verify-full"),
+        ]))
+        .unwrap();
+        assert_eq!(with_url.database.ssl_mode, SslMode::VerifyFull);
+    }
+
+    #[test]
+    fn the_secrets_manager_endpoint_is_read_as_the_aws_sdks_read_it() {
+        let endpoint = |vars: &[(&str, &str)]| {
+            let mut all = vec![("DATABASE_SECRET_ARN", ARN)];
+            all.extend_from_slice(vars);
+            match config(&on_lambda(&all)).unwrap().login {
+                DatabaseLogin::Secret { endpoint, .. } => endpoint.to_string(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            endpoint(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")]),
+            "http://127.0.0.1:4566"
+        );
+        assert_eq!(
+            endpoint(&[
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+                (
+                    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+                    "https://vpce-1.example.com"
+                ),
+            ]),
+            "https://vpce-1.example.com"
+        );
+        assert_eq!(
+            endpoint(&[("AWS_REGION", "cn-north-1")]),
+            "https://secretsmanager.cn-north-1.amazonaws.com.cn"
+        );
+    }
+
+    #[test]
+    fn a_database_secret_that_cannot_be_read_stops_init_naming_the_variable() {
+        let cases: [(&[(&str, &str)], &str); 6] = [
+            (&[("DATABASE_SECRET_ARN", "lti db")], "DATABASE_SECRET_ARN"),
+            (
+                &[("DATABASE_SECRET_ARN", ARN), ("AWS_REGION", "")],
+                "AWS_REGION",
+            ),
+            (
+                &[("DATABASE_SECRET_ARN", ARN), ("AWS_REGION", "EU West")],
+                "AWS_REGION",
+            ),
+            (
+                &[("DATABASE_SECRET_ARN", ARN), ("AWS_SECRET_ACCESS_KEY", "")],
+                "AWS_SECRET_ACCESS_KEY",
+            ),
+            (
+                &[
+                    ("DATABASE_SECRET_ARN", ARN),
+                    ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://10.0.0.1:4566"),
+                ],
+                "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+            ),
+            (
+                &[("DATABASE_SECRET_ARN", ARN), ("DATABASE_IAM_AUTH", "true")],
+                "DATABASE_IAM_AUTH",
+            ),
+        ];
+        for (vars, variable) in cases {
+            // The case's values in place of Lambda's.
+            let mut all = vars.to_vec();
+            all.extend(
+                on_lambda(&[])
+                    .into_iter()
+                    .filter(|(name, _)| !vars.iter().any(|(given, _)| given == name)),
+            );
+            let err = assert_error_names(config(&all), variable);
+            assert!(!err.to_string().contains(SECRET_KEY), "{err}");
+        }
+    }
+
+    #[test]
+    fn iam_auth_needs_a_user_without_password_on_a_verified_tls_connection() {
+        let iam = |url: &str| {
+            config(&on_lambda(&[
+                ("DATABASE_IAM_AUTH", "true"),
+                ("DATABASE_URL", url),
+            ]))
+        };
+        let verified = iam("postgres://lti@db.example.com:5432/lti?sslmode=verify-full").unwrap();
+        assert!(matches!(verified.login, DatabaseLogin::Iam { .. }));
+        // A root certificate of one's own verifies the chain under require and verify-ca.
+        for mode in ["require", "verify-ca"] {
+            iam(&format!(
+                "postgres://lti@db.example.com/lti?sslmode={mode}&sslrootcert=/ca.pem"
+            ))
+            .unwrap();
+        }
+        for mode in ["disable", "prefer", "require", "verify-ca"] {
+            let url = format!("postgres://lti@db.example.com/lti?sslmode={mode}");
+            let err = assert_error_names(iam(&url), "DATABASE_IAM_AUTH");
+            assert!(err.problem.contains("sslmode=verify-full"), "{err}");
+        }
+        let refused = [
+            (URL.to_owned() + "?sslmode=verify-full", "holds a password"),
+            (
+                "postgres://db.example.com/lti?sslmode=verify-full".to_owned(),
+                "names no user",
+            ),
+            (
+                "postgres://lti@a.example.com,b.example.com/lti?sslmode=verify-full".to_owned(),
+                "one host",
+            ),
+        ];
+        for (url, problem) in refused {
+            let err = assert_error_names(iam(&url), "DATABASE_URL");
+            assert!(err.problem.contains(problem), "{url}: {err}");
+        }
+        // No credentials, no token.
+        let err = config(&[
+            ("DATABASE_IAM_AUTH", "true"),
+            (
+                "DATABASE_URL",
+                "postgres://lti@db.example.com/lti?sslmode=verify-full",
+            ),
+        ]);
+        assert_error_names(err, "AWS_REGION");
     }
 }

@@ -17,7 +17,8 @@ use tokio_postgres::{Client, Row, Statement};
 
 use crate::config::{Config, ConfigError};
 use crate::error::{from_db, is_connection_error, Error};
-use crate::tls::{self, Refused};
+use crate::login::Login;
+use crate::tls::Refused;
 
 /// Whether a call may be sent a second time after its connection failed under it. A call whose
 /// blind repetition could answer differently from the first attempt is never sent twice as it
@@ -43,7 +44,7 @@ impl Retry {
 }
 
 pub struct Database {
-    connector: tls::Connector,
+    login: Login,
     connect_timeout: Duration,
     query_timeout: Duration,
     idle_check_after: Duration,
@@ -63,10 +64,10 @@ struct Open {
 const LIVENESS_CHECK_LIMIT: Duration = Duration::from_secs(1);
 
 impl Database {
-    /// Checks the TLS set-up; opens nothing (the first call does).
+    /// Checks the TLS set-up; opens nothing and reads no secret (the first call does).
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
         Ok(Database {
-            connector: tls::Connector::new(&config.database)?,
+            login: Login::new(config)?,
             connect_timeout: config.connect_timeout,
             query_timeout: config.query_timeout,
             idle_check_after: config.connection_idle_check,
@@ -201,7 +202,9 @@ impl Database {
         }
         *slot = None;
         let client = Arc::new(Connection {
-            client: self.connect().await?,
+            // Boxed: connecting (a secret read, TLS, the login) is a deep future, and every
+            // call's future would otherwise hold it inline.
+            client: Box::pin(self.connect()).await?,
             prepared: self.prepared_statements.then(Default::default),
         });
         self.opened.fetch_add(1, Ordering::Relaxed);
@@ -232,20 +235,8 @@ impl Database {
 
     async fn connect(&self) -> Result<Client, Error> {
         let started = Instant::now();
-        let connecting = async {
-            let (client, connection) = self.connector.connect().await?;
-            tokio::spawn(drive(connection));
-            Ok(client)
-        };
-        let client = timeout(self.connect_timeout, connecting)
-            .await
-            .map_err(|_| {
-                Error::unavailable(format!(
-                    "could not connect to the database within {} ms",
-                    self.connect_timeout.as_millis()
-                ))
-            })?
-            .map_err(connect_error)?;
+        let (client, connection) = self.login.connect(self.connect_timeout).await?;
+        tokio::spawn(drive(connection));
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "database connected"
@@ -390,8 +381,9 @@ where
 }
 
 /// Connect failures: retryable ones are Unavailable; a refused login or a missing database
-/// will not fix themselves, so they are Internal with a message pointing at DATABASE_URL.
-fn connect_error(err: tokio_postgres::Error) -> Error {
+/// will not fix themselves, so they are Internal with a message pointing at `login`, where
+/// the credentials came from (DATABASE_URL, a secret, an IAM token).
+pub(crate) fn connect_error(err: tokio_postgres::Error, login: &str) -> Error {
     if let Some(code) = err.code() {
         if *code == SqlState::TOO_MANY_CONNECTIONS {
             return Error::unavailable(
@@ -401,12 +393,12 @@ fn connect_error(err: tokio_postgres::Error) -> Error {
         if *code == SqlState::INVALID_PASSWORD
             || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
         {
-            return Error::internal(
-                "the database refused the user or password given in DATABASE_URL",
-            );
+            return Error::internal(format!(
+                "the database refused the user or password given in {login}"
+            ));
         }
         if *code == SqlState::INVALID_CATALOG_NAME {
-            return Error::internal("the database named in DATABASE_URL does not exist");
+            return Error::internal(format!("the database named in {login} does not exist"));
         }
         if *code == SqlState::CANNOT_CONNECT_NOW || *code == SqlState::ADMIN_SHUTDOWN {
             return Error::unavailable("the database is starting up or shutting down; retry");

@@ -2,6 +2,7 @@
 //! connection and caches, the storage operations, migrations and the expiry cleanup.
 
 pub mod access;
+pub mod aws;
 mod cache;
 pub mod cleanup;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod input;
 mod logging;
+mod login;
 pub mod metrics;
 pub mod migrate;
 pub mod model;

@@ -92,6 +92,16 @@ impl Connector {
     ) -> Result<(Client, Connection<Socket, Guarded>), tokio_postgres::Error> {
         self.postgres.connect(self.negotiation.clone()).await
     }
+
+    /// `connect` with a password of this connection's own (an RDS IAM auth token).
+    pub(crate) async fn connect_with_password(
+        &self,
+        password: &str,
+    ) -> Result<(Client, Connection<Socket, Guarded>), tokio_postgres::Error> {
+        let mut postgres = self.postgres.clone();
+        postgres.password(password);
+        postgres.connect(self.negotiation.clone()).await
+    }
 }
 
 /// Why a connection was given up before tokio-postgres could go on; `db` maps it to the

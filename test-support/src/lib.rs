@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod emf;
+pub mod moto;
 pub mod proxy;
 pub mod response_endpoint;
 

@@ -34,10 +34,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             started,
             deadline,
         };
-        // Boxed: the migration's future, nested in the runtime's own, makes a type too deep
-        // for the compiler's query limit.
         if custom_resource::is_event(&event.payload) {
-            Box::pin(run.deploy(&event.payload)).await
+            run.deploy(&event.payload).await
         } else {
             run.clean().await
         }

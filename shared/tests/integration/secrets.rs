@@ -22,7 +22,7 @@ const OTHER_SESSION_SECRET: &str = "session-contents-DEF";
 
 /// Every log line written while it is installed on this thread.
 #[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Logs(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Logs {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -38,7 +38,7 @@ impl Write for Logs {
 impl Logs {
     /// Captures every event and span field at TRACE level, as JSON lines like the functions'.
     /// `#[tokio::test]` runs the test and its spawned tasks on this thread.
-    fn capture() -> (Logs, DefaultGuard) {
+    pub(crate) fn capture() -> (Logs, DefaultGuard) {
         let logs = Logs::default();
         let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -51,12 +51,12 @@ impl Logs {
         (logs, tracing::subscriber::set_default(subscriber))
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).expect("log lines are UTF-8")
     }
 
     /// Asserts no line holds `secret`; returns the lines.
-    fn assert_without(&self, secret: &str) -> String {
+    pub(crate) fn assert_without(&self, secret: &str) -> String {
         let text = self.text();
         for line in text.lines() {
             serde_json::from_str::<Value>(line).expect("every log line is JSON");
@@ -70,7 +70,10 @@ impl Logs {
 }
 
 /// Asserts that neither the Display nor the Debug of `err` holds any of `secrets`.
-fn assert_error_without(err: &(impl std::fmt::Display + std::fmt::Debug), secrets: &[&str]) {
+pub(crate) fn assert_error_without(
+    err: &(impl std::fmt::Display + std::fmt::Debug),
+    secrets: &[&str],
+) {
     let shown = format!("{err} | {err:?} | {err:#?}");
     for secret in secrets {
         assert!(

@@ -53,20 +53,20 @@ impl Ca {
 }
 
 /// PEM files of one test, in a directory of its own, removed afterwards.
-struct Pki {
+pub(crate) struct Pki {
     dir: PathBuf,
     /// The CA that signed the servers' certificates.
-    ca: PathBuf,
+    pub(crate) ca: PathBuf,
     /// A CA that signed nothing here.
     other_ca: PathBuf,
     /// Certificate and key for "localhost" and 127.0.0.1.
-    server: (PathBuf, PathBuf),
+    pub(crate) server: (PathBuf, PathBuf),
     /// Certificate and key for "db.example.internal" only.
     elsewhere: (PathBuf, PathBuf),
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         let dir = std::env::temp_dir().join(format!("lti-tls-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir(&dir).expect("create the certificate directory");
         let write = |name: &str, pem: &str| {
@@ -105,12 +105,12 @@ impl Drop for Pki {
     }
 }
 
-fn path_str(path: &Path) -> &str {
+pub(crate) fn path_str(path: &Path) -> &str {
     path.to_str().expect("temporary paths are UTF-8")
 }
 
 /// `path` %-encoded for a URL query value.
-fn url_value(path: &Path) -> String {
+pub(crate) fn url_value(path: &Path) -> String {
     path_str(path)
         .bytes()
         .map(|b| match b {
