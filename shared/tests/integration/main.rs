@@ -6,6 +6,7 @@
 mod change_counter;
 mod cleanup;
 mod clients;
+mod concurrency;
 mod faults;
 mod fuzz;
 mod http;
