@@ -3,6 +3,7 @@
 //! parallel without seeing each other's rows.
 
 pub mod cluster;
+pub mod pooler;
 pub mod proxy;
 
 use std::net::TcpListener;

@@ -13,6 +13,7 @@ mod http;
 mod invocation;
 mod limits;
 mod nonces_sessions;
+mod pooler;
 mod readme;
 mod schema;
 mod secrets;
