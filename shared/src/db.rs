@@ -61,11 +61,18 @@ struct Open {
 const LIVENESS_CHECK_LIMIT: Duration = Duration::from_secs(1);
 
 /// How long a call past its time limit waits after a cancel request for its answer, and for
-/// any answer on its connection, before the connection is taken for silent.
-const CANCEL_GRACE: Duration = Duration::from_secs(1);
+/// any answer on its connection, before the connection is taken for silent. A cancel request
+/// is a connection of its own that the server forks a process for: seconds on a server under
+/// load.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
-/// Cancel requests a call past its time limit makes while its connection goes on answering
-/// other calls but not it, before it gives the connection up.
+/// How long a cancel request may take to reach the server: sent, it is out of the client's
+/// hands, and it cancels whatever the connection runs when it lands.
+const CANCEL_LANDING: Duration = Duration::from_secs(10);
+
+/// Waits of `CANCEL_GRACE` a call past its time limit makes (each with a cancel request, unless
+/// another call sent one within it) while its connection goes on answering other calls but
+/// not it, before it gives the connection up.
 const CANCEL_ROUNDS: u32 = 3;
 
 /// What came of a call on a connection (`Database::answer`).
@@ -172,7 +179,6 @@ impl Database {
         let mut resent = false;
         loop {
             let client = self.client().await?;
-            let cancels = client.cancels();
             let is_repeat = attempt > 0 || resent;
             let answer = self.answer(&client, limit, query(client.clone(), is_repeat));
             let (late, result) = match answer.await {
@@ -189,11 +195,11 @@ impl Database {
                         // Cancelled because its time was up.
                         return Err(time_limit_exceeded(limit));
                     }
-                    // Within its time, by another call's cancel request that reached the
-                    // server just after that call's own statement ended: this statement was
-                    // rolled back, so sending it again does what the caller asked. (A
-                    // cancel by the server's own statement_timeout is final.)
-                    if client.cancels() != cancels && attempts > 1 && !resent {
+                    // Within its time, by a cancel request of another call that landed after
+                    // that call's own statement had ended: this statement was rolled back,
+                    // so sending it again does what the caller asked. (Without a cancel of
+                    // ours about, it was the server's statement_timeout: final.)
+                    if client.cancelled_within(CANCEL_LANDING) && attempts > 1 && !resent {
                         resent = true;
                         continue;
                     }
@@ -232,25 +238,28 @@ impl Database {
             connection.answered.fetch_add(1, Ordering::Relaxed);
             return Answer::InTime(result);
         }
-        let grace = CANCEL_GRACE.min(limit);
         for _ in 0..CANCEL_ROUNDS {
             let answered = connection.answered.load(Ordering::Relaxed);
             let cancelling = async {
                 // Calls held up together time out together: one cancel request serves
                 // them all, more would cancel the statements that were then let through.
-                if connection.cancel_due(grace) {
-                    let token = connection.client.cancel_token();
-                    if let Ok(Err(err)) = timeout(grace, self.connector.cancel(&token)).await {
-                        tracing::warn!(error = %err, "could not ask the database to cancel a statement");
-                    }
+                if !connection.cancel_due(CANCEL_GRACE) {
+                    return false;
                 }
+                let token = connection.client.cancel_token();
+                if let Ok(Err(err)) = timeout(CANCEL_GRACE, self.connector.cancel(&token)).await {
+                    tracing::warn!(error = %err, "could not ask the database to cancel a statement");
+                }
+                true
             };
-            let (_, result) = tokio::join!(cancelling, timeout(grace, &mut call));
+            let (sent, result) = tokio::join!(cancelling, timeout(CANCEL_GRACE, &mut call));
             if let Ok(result) = result {
                 connection.answered.fetch_add(1, Ordering::Relaxed);
                 return Answer::Late(result);
             }
-            if connection.answered.load(Ordering::Relaxed) == answered {
+            // Silent: nothing came back although this call asked for its statement to be
+            // cancelled. (Another call's request may have cancelled another statement.)
+            if sent && connection.answered.load(Ordering::Relaxed) == answered {
                 break;
             }
         }
@@ -287,7 +296,6 @@ impl Database {
             client: self.connect().await?,
             prepared: self.prepared_statements.then(Default::default),
             answered: AtomicU64::new(0),
-            cancels: AtomicU64::new(0),
             last_cancel: std::sync::Mutex::new(None),
         });
         *slot = Some(Open {
@@ -372,8 +380,7 @@ pub struct Connection {
     prepared: Option<std::sync::Mutex<HashMap<String, Statement>>>,
     /// Calls that came back so far.
     answered: AtomicU64,
-    /// Cancel requests sent so far, and when the last one was.
-    cancels: AtomicU64,
+    /// When the last cancel request was sent.
     last_cancel: std::sync::Mutex<Option<Instant>>,
 }
 
@@ -461,18 +468,17 @@ impl Connection {
         self.client.is_closed()
     }
 
-    fn cancels(&self) -> u64 {
-        self.cancels.load(Ordering::Relaxed)
+    fn cancelled_within(&self, interval: Duration) -> bool {
+        lock(&self.last_cancel).is_some_and(|at| at.elapsed() < interval)
     }
 
-    /// Whether to send a cancel request now: none was sent within `interval`. Counts it.
+    /// Whether to send a cancel request now: none was sent within `interval`. Notes it.
     fn cancel_due(&self, interval: Duration) -> bool {
         let mut last = lock(&self.last_cancel);
         if last.is_some_and(|at| at.elapsed() < interval) {
             return false;
         }
         *last = Some(Instant::now());
-        self.cancels.fetch_add(1, Ordering::Relaxed);
         true
     }
 }
