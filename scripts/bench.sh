@@ -4,7 +4,7 @@
 # Builds the release functions and the arm64 Lambda bootstraps, then runs
 # shared/benches/operations.rs and shared/benches/lambda.rs against a throwaway PostgreSQL
 # (a DATABASE_URL in your environment is ignored: the benchmark writes a million rows).
-# About 5 to 10 minutes on 2 cores, most of it compiling.
+# About 6 to 12 minutes on 2 cores, most of it compiling.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

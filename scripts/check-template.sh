@@ -19,10 +19,13 @@ work_dir=$(mktemp -d "${TMPDIR:-/tmp}/sam-build.XXXXXX")
 trap 'rm -rf "$work_dir"' EXIT
 build_dir="$work_dir/build"
 sam build --build-dir "$build_dir"
-for function in StorageFunction CleanupFunction; do
-  binary="$build_dir/$function/bootstrap"
+# The two storage functions (classic and Managed Instances) share one build,
+# StorageFunction-Shared; the cleanup function has its own.
+for dir in StorageFunction-Shared CleanupFunction; do
+  binary="$build_dir/$dir/bootstrap"
+  [ -f "$binary" ] || { echo "check-template: sam build made no $dir/bootstrap" >&2; exit 1; }
   # ELF e_machine (2 bytes at offset 18, little-endian): 183 is AArch64.
   machine=$(od -An -t u2 -j 18 -N 2 "$binary" | tr -d ' ')
   [ "$machine" = 183 ] || { echo "check-template: $binary is not an arm64 binary (e_machine $machine)" >&2; exit 1; }
-  echo "check-template: $function/bootstrap is arm64, $(stat -c %s "$binary") bytes"
+  echo "check-template: $dir/bootstrap is arm64, $(stat -c %s "$binary") bytes"
 done

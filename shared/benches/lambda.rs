@@ -1,12 +1,15 @@
 //! The functions as Lambda runs them: the release `storage` and `cleanup` binaries, started
 //! as processes under a minimal Lambda Runtime API emulator, against PostgreSQL through a
 //! relay that notes when the first database byte came. Measures cold start, memory under a
-//! sustained mixed load, and the cleanup of a large backlog.
+//! sustained mixed load, the cleanup of a large backlog, and connections under load: one
+//! process running many invocations at once (Lambda Managed Instances), many single-call
+//! processes directly and through PgBouncer, and a storm of cold starts.
 //!
 //! Run by `scripts/bench.sh` (which builds the binaries and starts a throwaway PostgreSQL);
 //! by hand: `cargo build --release -p storage -p cleanup`, then
-//! `TEST_DATABASE_URL=postgres://... cargo bench -p lti-storage --bench lambda`.
-//! Everything happens in a schema of its own, dropped at the end.
+//! `TEST_DATABASE_URL=postgres://... cargo bench -p lti-storage --bench lambda` (add `-- load`
+//! for the connection figures alone). Everything happens in a schema of its own, dropped at
+//! the end, and in clusters of its own for the connection limits.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,6 +30,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use uuid::Uuid;
+
+#[path = "lambda/load.rs"]
+mod load;
 
 const COLD_STARTS: usize = 20;
 const MIXED_INVOCATIONS: usize = 100_000;
@@ -64,41 +70,54 @@ async fn run(url: &str) {
         bin.display()
     );
 
+    let db = fixture(&storage, url).await;
+    let sql = db.sql().await;
+    if !std::env::args().any(|arg| arg == "load") {
+        cold_start(&storage, &db.url, None).await;
+        // The same with the login read from Secrets Manager (moto's, on 127.0.0.1).
+        let moto = Moto::start();
+        let arn = moto.create_secret("lti-storage/bench", &db.url);
+        cold_start(&storage, &db.url, Some((&moto, &arn))).await;
+        drop(moto);
+        mixed_load(&storage, &db.url).await;
+        cleanup_backlog(&cleanup, &db.url, &sql).await;
+    }
+    load::in_one_process(&storage, &db).await;
+    load::classic_processes(&storage).await;
+    load::cold_start_storm(&storage).await;
+
+    drop(sql);
+    db.remove().await;
+}
+
+/// A schema of its own on the server at `url`, migrated by the release binary, with one
+/// platform whose deployments are `default` and `hot-0` to `hot-19`.
+async fn fixture(storage: &Path, url: &str) -> TestDb {
     let db = TestDb::empty_on(url).await;
-    let migrated = Command::new(&storage)
+    let migrated = Command::new(storage)
         .arg("migrate")
         .env("DATABASE_URL", &db.url)
         .stdout(Stdio::null())
         .status()
         .expect("run storage migrate");
     assert!(migrated.success(), "storage migrate failed");
-    let sql = db.sql().await;
-    sql.batch_execute(
-        "WITH c AS (
-             INSERT INTO clients (name, iss, client_id, auth_url, token_url, jwks_url)
-             VALUES ('Canvas', 'https://canvas.example.com', 'bench',
-                     'https://canvas.example.com/api/lti/authorize_redirect',
-                     'https://canvas.example.com/login/oauth2/token',
-                     'https://canvas.example.com/api/lti/security/jwks')
-             RETURNING id)
-         INSERT INTO deployments (client_id, deployment_id)
-         SELECT c.id, d FROM c, unnest(array['default'] || array(
-             SELECT 'hot-' || g FROM generate_series(0, 19) g)) d",
-    )
-    .await
-    .expect("fixture rows");
-
-    cold_start(&storage, &db.url, None).await;
-    // The same with the login read from Secrets Manager (moto's, on 127.0.0.1).
-    let moto = Moto::start();
-    let arn = moto.create_secret("lti-storage/bench", &db.url);
-    cold_start(&storage, &db.url, Some((&moto, &arn))).await;
-    drop(moto);
-    mixed_load(&storage, &db.url).await;
-    cleanup_backlog(&cleanup, &db.url, &sql).await;
-
-    drop(sql);
-    db.remove().await;
+    db.sql()
+        .await
+        .batch_execute(
+            "WITH c AS (
+                 INSERT INTO clients (name, iss, client_id, auth_url, token_url, jwks_url)
+                 VALUES ('Canvas', 'https://canvas.example.com', 'bench',
+                         'https://canvas.example.com/api/lti/authorize_redirect',
+                         'https://canvas.example.com/login/oauth2/token',
+                         'https://canvas.example.com/api/lti/security/jwks')
+                 RETURNING id)
+             INSERT INTO deployments (client_id, deployment_id)
+             SELECT c.id, d FROM c, unnest(array['default'] || array(
+                 SELECT 'hot-' || g FROM generate_series(0, 19) g)) d",
+        )
+        .await
+        .expect("fixture rows");
+    db
 }
 
 /// Cold starts of `storage`; with `secret`, its login is that secret of that moto server,
@@ -398,6 +417,19 @@ fn deleted(counts: &Value) -> u64 {
 struct Function(Child);
 
 impl Function {
+    /// `spawn` with DATABASE_URL and more variables.
+    fn spawn_with(
+        binary: &Path,
+        name: &str,
+        api: &RuntimeApi,
+        database_url: &str,
+        vars: &[(&str, &str)],
+    ) -> Function {
+        let mut env = vec![("DATABASE_URL", database_url.to_owned())];
+        env.extend(vars.iter().map(|(key, value)| (*key, value.to_string())));
+        Function::spawn(binary, name, api, &env)
+    }
+
     /// Starts `binary` with Lambda's variables and `env` (the login).
     fn spawn(binary: &Path, name: &str, api: &RuntimeApi, env: &[(&str, String)]) -> Function {
         let child = Command::new(binary)
@@ -411,6 +443,11 @@ impl Function {
             .spawn()
             .unwrap_or_else(|err| panic!("start {}: {err}", binary.display()));
         Function(child)
+    }
+
+    /// Whether the process is still running (it never exits by itself: an exit is a crash).
+    fn running(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
     }
 
     /// A memory figure of /proc/PID/status (VmRSS: now, VmHWM: peak), in MiB.

@@ -4,15 +4,23 @@
 //! each entry carries its own deadline, checked on read. Entries are weighed by an estimate of
 //! the memory they hold, so a cache stays within both an entry count and a byte budget
 //! whatever its values' sizes.
+//!
+//! Calls run concurrently: a read that started before a write may come back after the write
+//! forgot what it changed. Each write counts a generation; a read's answer is kept only if no
+//! write came in since the read began (`insert_read`), so it cannot put back what the write
+//! forgot.
 
 use std::hash::Hash;
 use std::mem::size_of;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 use serde_json::Value;
+
+use crate::db::lock;
 
 /// An estimate of the memory a value holds: its own size and what it owns on the heap.
 pub trait Footprint {
@@ -77,7 +85,14 @@ pub struct TtlCache<K, V> {
     /// Lookups so far that found an entry, and that found none: the invocation's metrics.
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Writes so far. Held while a write changes the entries and while a read's answer is
+    /// checked and kept, so the two cannot interleave.
+    generation: Mutex<u64>,
 }
+
+/// When a read began: the cache's generation then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation(u64);
 
 impl<K, V> TtlCache<K, V>
 where
@@ -102,7 +117,20 @@ where
             },
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            generation: Mutex::new(0),
         }
+    }
+
+    /// The generation now: taken before a read of the database whose answer is to be kept.
+    pub fn generation(&self) -> Generation {
+        Generation(*lock(&self.generation))
+    }
+
+    /// Runs a write's change of the entries, counting a generation.
+    fn write(&self, change: impl FnOnce(&Self)) {
+        let mut generation = lock(&self.generation);
+        *generation += 1;
+        change(self);
     }
 
     /// `Some(Some(v))` a cached value, `Some(None)` a cached miss, `None` not cached.
@@ -134,10 +162,30 @@ where
         )
     }
 
+    /// Remembers what a read that began at `seen` found, unless a write came in since.
+    pub fn insert_read(
+        &self,
+        seen: Generation,
+        key: K,
+        found: Option<V>,
+        not_after: Option<Instant>,
+    ) {
+        let generation = lock(&self.generation);
+        if *generation == seen.0 {
+            self.keep(key, found, not_after);
+        }
+    }
+
+    /// Remembers what a write stored, in place of anything a read of the key began before it
+    /// may still bring back.
+    pub fn insert_written(&self, key: K, value: V, not_after: Option<Instant>) {
+        self.write(|cache| cache.keep(key, Some(value), not_after));
+    }
+
     /// Remembers what a lookup found, for the hit or the miss TTL, and for no longer than
     /// `not_after` (the value's own expiry) when given. An entry too heavy for the cache is
     /// not kept.
-    pub fn insert(&self, key: K, found: Option<V>, not_after: Option<Instant>) {
+    fn keep(&self, key: K, found: Option<V>, not_after: Option<Instant>) {
         let ttl = if found.is_some() {
             self.hit_ttl
         } else {
@@ -161,13 +209,14 @@ where
         self.entries.insert(key, entry);
     }
 
-    /// Drops every entry whose key matches.
+    /// Drops every entry whose key matches (a write).
     pub fn remove_where(&self, matches: impl Fn(&K) -> bool) {
-        self.entries.retain(|key, _| !matches(key));
+        self.write(|cache| cache.entries.retain(|key, _| !matches(key)));
     }
 
+    /// Drops every entry (a write).
     pub fn clear(&self) {
-        self.entries.clear();
+        self.write(|cache| cache.entries.clear());
     }
 
     pub fn len(&self) -> usize {
@@ -209,7 +258,12 @@ mod tests {
     fn the_byte_budget_bounds_the_cache_whatever_the_entry_count_allows() {
         let cache = TtlCache::new(1000, 1024 * 1024, MINUTE, MINUTE);
         for _ in 0..200 {
-            cache.insert(uuid::Uuid::new_v4(), Some(session(64 * 1024)), None);
+            cache.insert_read(
+                cache.generation(),
+                uuid::Uuid::new_v4(),
+                Some(session(64 * 1024)),
+                None,
+            );
         }
         assert!(cache.weight() <= 1024 * 1024, "{}", cache.weight());
         assert!(
@@ -223,7 +277,12 @@ mod tests {
     fn the_entry_count_bounds_the_cache_whatever_the_bytes_allow() {
         let cache = TtlCache::new(100, 64 * 1024 * 1024, MINUTE, MINUTE);
         for _ in 0..1000 {
-            cache.insert(uuid::Uuid::new_v4(), Some(session(10)), None);
+            cache.insert_read(
+                cache.generation(),
+                uuid::Uuid::new_v4(),
+                Some(session(10)),
+                None,
+            );
         }
         assert!(cache.len() <= 100, "{}", cache.len());
     }
@@ -232,7 +291,7 @@ mod tests {
     fn an_entry_heavier_than_the_cache_is_not_kept() {
         let cache = TtlCache::new(10, 64 * 1024, MINUTE, MINUTE);
         let key = uuid::Uuid::new_v4();
-        cache.insert(key, Some(session(128 * 1024)), None);
+        cache.insert_read(cache.generation(), key, Some(session(128 * 1024)), None);
         assert_eq!(cache.get(&key), None);
     }
 
@@ -246,8 +305,8 @@ mod tests {
     #[test]
     fn a_hit_and_a_miss_are_remembered_until_their_ttl() {
         let cache = TtlCache::new(10, MIB, Duration::from_millis(200), LONG);
-        cache.insert("hit", Some(1), None);
-        cache.insert("miss", None, None);
+        cache.insert_read(cache.generation(), "hit", Some(1), None);
+        cache.insert_read(cache.generation(), "miss", None, None);
         assert_eq!(cache.get(&"hit"), Some(Some(1)));
         assert_eq!(cache.get(&"miss"), Some(None));
         assert_eq!(cache.get(&"never"), None);
@@ -261,9 +320,10 @@ mod tests {
     #[test]
     fn a_value_is_never_kept_past_its_own_expiry() {
         let cache = TtlCache::new(10, MIB, LONG, LONG);
-        cache.insert("expired", Some(1), Some(Instant::now()));
+        cache.insert_read(cache.generation(), "expired", Some(1), Some(Instant::now()));
         assert_eq!(cache.get(&"expired"), None);
-        cache.insert(
+        cache.insert_read(
+            cache.generation(),
             "soon",
             Some(2),
             Some(Instant::now() + Duration::from_millis(200)),
@@ -276,8 +336,8 @@ mod tests {
     #[test]
     fn lookups_count_what_was_found_and_what_was_not() {
         let cache = TtlCache::new(10, MIB, Duration::from_millis(100), LONG);
-        cache.insert("hit", Some(1), None);
-        cache.insert("miss", None, None);
+        cache.insert_read(cache.generation(), "hit", Some(1), None);
+        cache.insert_read(cache.generation(), "miss", None, None);
         cache.get(&"hit");
         cache.get(&"miss"); // a remembered miss is found in the cache: a hit
         cache.get(&"never");
@@ -294,16 +354,16 @@ mod tests {
             TtlCache::new(10, 0, LONG, LONG),
             TtlCache::new(10, MIB, Duration::ZERO, LONG),
         ] {
-            cache.insert("hit", Some(1), None);
-            cache.insert("miss", None, None);
+            cache.insert_read(cache.generation(), "hit", Some(1), None);
+            cache.insert_read(cache.generation(), "miss", None, None);
             assert_eq!(cache.get(&"hit"), None);
             assert_eq!(cache.get(&"miss"), None);
             assert_eq!(cache.len(), 0);
         }
         // A zero miss TTL keeps the hits only.
         let cache = TtlCache::new(10, MIB, LONG, Duration::ZERO);
-        cache.insert("hit", Some(1), None);
-        cache.insert("miss", None, None);
+        cache.insert_read(cache.generation(), "hit", Some(1), None);
+        cache.insert_read(cache.generation(), "miss", None, None);
         assert_eq!(cache.get(&"hit"), Some(Some(1)));
         assert_eq!(cache.get(&"miss"), None);
     }
@@ -312,7 +372,7 @@ mod tests {
     fn remove_where_drops_only_the_matching_keys_and_clear_drops_all() {
         let cache = TtlCache::new(10, MIB, LONG, LONG);
         for key in 1..=4 {
-            cache.insert(key, Some(key * 10), None);
+            cache.insert_read(cache.generation(), key, Some(key * 10), None);
         }
         cache.remove_where(|key| key % 2 == 0);
         assert_eq!(cache.get(&1), Some(Some(10)));
@@ -321,5 +381,29 @@ mod tests {
         assert_eq!(cache.len(), 2);
         cache.clear();
         assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn a_read_begun_before_a_write_is_not_kept() {
+        type Write = dyn Fn(&TtlCache<i32, i32>);
+        let writes: [&Write; 3] = [
+            &|cache| cache.remove_where(|key| *key == 1),
+            &|cache| cache.clear(),
+            &|cache| cache.insert_written(1, 20, None),
+        ];
+        for write in writes {
+            let cache = TtlCache::new(10, MIB, LONG, LONG);
+            let before = cache.generation();
+            write(&cache);
+            cache.insert_read(before, 1, Some(10), None);
+            cache.insert_read(before, 2, None, None);
+            assert_ne!(cache.get(&1), Some(Some(10)), "a stale read put back");
+            assert_eq!(cache.get(&2), None, "a stale miss put back");
+            cache.insert_read(cache.generation(), 2, None, None);
+            assert_eq!(cache.get(&2), Some(None), "a read begun after the write");
+        }
+        let cache = TtlCache::new(10, MIB, LONG, LONG);
+        cache.insert_written(1, 20, None);
+        assert_eq!(cache.get(&1), Some(Some(20)), "what a write stored is kept");
     }
 }

@@ -63,6 +63,38 @@ struct Open {
 /// The longest a liveness check of an idle connection may take before it is given up.
 const LIVENESS_CHECK_LIMIT: Duration = Duration::from_secs(1);
 
+/// How long a call past its time limit waits after a cancel request for its answer, and for
+/// any answer on its connection, before the connection is taken for silent. A cancel request
+/// is a connection of its own that the server forks a process for: seconds on a server under
+/// load.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a cancel request may take to reach the server: sent, it is out of the client's
+/// hands, and it cancels whatever the connection runs when it lands.
+const CANCEL_LANDING: Duration = Duration::from_secs(10);
+
+/// Waits of `CANCEL_GRACE` a call past its time limit makes (each with a cancel request, unless
+/// another call sent one within it) while its connection goes on answering other calls but
+/// not it, before it gives the connection up.
+const CANCEL_ROUNDS: u32 = 3;
+
+/// What came of a call on a connection (`Database::answer`).
+enum Answer<R> {
+    /// Within its time limit.
+    InTime(R),
+    /// After its time limit, once the server was asked to cancel the running statement.
+    Late(R),
+    /// Nothing, and nothing else came back on the connection either.
+    Nothing,
+}
+
+fn time_limit_exceeded(limit: Duration) -> Error {
+    Error::unavailable(format!(
+        "the database did not answer within {} ms",
+        limit.as_millis()
+    ))
+}
+
 impl Database {
     /// Checks the TLS set-up; opens nothing and reads no secret (the first call does).
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
@@ -135,6 +167,11 @@ impl Database {
 
     /// Runs `query` up to `attempts` times, each on a connection found alive, the next only
     /// after the previous one's connection failed or went silent.
+    ///
+    /// Calls in flight at once share the connection, which PostgreSQL runs one statement at a
+    /// time: a call stuck past its time limit (waiting for a row lock, say) holds up those
+    /// sent after it. Its statement is therefore cancelled, so the others go on, and the
+    /// connection is kept, unless nothing at all comes back on it (see `Database::answer`).
     async fn run_attempts<T, E, Q>(
         &self,
         limit: Duration,
@@ -147,23 +184,42 @@ impl Database {
         E: Into<QueryError>,
     {
         let mut attempt = 0;
+        // Whether this call was sent again after another call's cancel request hit it.
+        let mut resent = false;
         loop {
             let client = self.client().await?;
-            let failure = match timeout(limit, query(client.clone(), attempt > 0)).await {
-                Ok(Ok(value)) => return Ok(value),
-                Ok(Err(err)) => match err.into() {
-                    QueryError::Db(err) if is_connection_error(&err) => from_db(err, what),
-                    QueryError::Db(err) => return Err(from_db(err, what)),
-                    QueryError::RowCount(found) => {
-                        return Err(Error::internal(format!(
-                            "the database returned {found} rows for {what} where one was expected"
-                        )))
+            let is_repeat = attempt > 0 || resent;
+            let answer = self.answer(&client, limit, query(client.clone(), is_repeat));
+            let (late, result) = match answer.await {
+                Answer::InTime(result) => (false, Some(result)),
+                Answer::Late(result) => (true, Some(result)),
+                Answer::Nothing => (true, None),
+            };
+            let failure = match result.map(|result| result.map_err(Into::into)) {
+                None => time_limit_exceeded(limit),
+                Some(Ok(value)) => return Ok(value),
+                Some(Err(QueryError::Db(err))) if is_connection_error(&err) => from_db(err, what),
+                Some(Err(QueryError::Db(err))) if err.code() == Some(&SqlState::QUERY_CANCELED) => {
+                    if late {
+                        // Cancelled because its time was up.
+                        return Err(time_limit_exceeded(limit));
                     }
-                },
-                Err(_) => Error::unavailable(format!(
-                    "the database did not answer within {} ms",
-                    limit.as_millis()
-                )),
+                    // Within its time, by a cancel request of another call that landed after
+                    // that call's own statement had ended: this statement was rolled back,
+                    // so sending it again does what the caller asked. (Without a cancel of
+                    // ours about, it was the server's statement_timeout: final.)
+                    if client.cancelled_within(CANCEL_LANDING) && attempts > 1 && !resent {
+                        resent = true;
+                        continue;
+                    }
+                    return Err(from_db(err, what));
+                }
+                Some(Err(QueryError::Db(err))) => return Err(from_db(err, what)),
+                Some(Err(QueryError::RowCount(found))) => {
+                    return Err(Error::internal(format!(
+                        "the database returned {found} rows for {what} where one was expected"
+                    )))
+                }
             };
             // The connection is broken or silent: never reuse it.
             self.discard(&client).await;
@@ -173,6 +229,50 @@ impl Database {
             }
             tracing::info!(what, "retrying on a fresh database connection");
         }
+    }
+
+    /// Waits for `call` on `connection` for `limit`; then asks the server to cancel the
+    /// statement the connection is running and waits a little more. A call that then
+    /// answers was held up by a slow statement (its own, or one sent before it) on a
+    /// connection that works. Nothing coming back on the connection at all while waiting
+    /// means it is silent (cut by a NAT, the server gone without a word).
+    async fn answer<R>(
+        &self,
+        connection: &Connection,
+        limit: Duration,
+        call: impl Future<Output = R>,
+    ) -> Answer<R> {
+        let mut call = std::pin::pin!(call);
+        if let Ok(result) = timeout(limit, &mut call).await {
+            connection.answered.fetch_add(1, Ordering::Relaxed);
+            return Answer::InTime(result);
+        }
+        for _ in 0..CANCEL_ROUNDS {
+            let answered = connection.answered.load(Ordering::Relaxed);
+            let cancelling = async {
+                // Calls held up together time out together: one cancel request serves
+                // them all, more would cancel the statements that were then let through.
+                if !connection.cancel_due(CANCEL_GRACE) {
+                    return false;
+                }
+                let token = connection.client.cancel_token();
+                if let Ok(Err(err)) = timeout(CANCEL_GRACE, self.login.cancel(&token)).await {
+                    tracing::warn!(error = %err, "could not ask the database to cancel a statement");
+                }
+                true
+            };
+            let (sent, result) = tokio::join!(cancelling, timeout(CANCEL_GRACE, &mut call));
+            if let Ok(result) = result {
+                connection.answered.fetch_add(1, Ordering::Relaxed);
+                return Answer::Late(result);
+            }
+            // Silent: nothing came back although this call asked for its statement to be
+            // cancelled. (Another call's request may have cancelled another statement.)
+            if sent && connection.answered.load(Ordering::Relaxed) == answered {
+                break;
+            }
+        }
+        Answer::Nothing
     }
 
     /// The open connection, or a new one when there is none or it has closed.
@@ -206,6 +306,8 @@ impl Database {
             // call's future would otherwise hold it inline.
             client: Box::pin(self.connect()).await?,
             prepared: self.prepared_statements.then(Default::default),
+            answered: AtomicU64::new(0),
+            last_cancel: std::sync::Mutex::new(None),
         });
         self.opened.fetch_add(1, Ordering::Relaxed);
         *slot = Some(Open {
@@ -270,11 +372,16 @@ pub fn column<'a, T: FromSql<'a>>(row: &'a Row, name: &str, what: &str) -> Resul
     })
 }
 
-/// One open connection, and the statements prepared on it so far.
+/// One open connection, the statements prepared on it so far, and what its calls past
+/// their time limit need to tell a slow statement from a silent connection.
 pub struct Connection {
     client: Client,
     /// By SQL text; `None` when prepared statements are off.
     prepared: Option<std::sync::Mutex<HashMap<String, Statement>>>,
+    /// Calls that came back so far.
+    answered: AtomicU64,
+    /// When the last cancel request was sent.
+    last_cancel: std::sync::Mutex<Option<Instant>>,
 }
 
 /// A statement's parameters, each with its type (so nothing is asked of the server first).
@@ -359,6 +466,20 @@ impl Connection {
 
     fn is_closed(&self) -> bool {
         self.client.is_closed()
+    }
+
+    fn cancelled_within(&self, interval: Duration) -> bool {
+        lock(&self.last_cancel).is_some_and(|at| at.elapsed() < interval)
+    }
+
+    /// Whether to send a cancel request now: none was sent within `interval`. Notes it.
+    fn cancel_due(&self, interval: Duration) -> bool {
+        let mut last = lock(&self.last_cancel);
+        if last.is_some_and(|at| at.elapsed() < interval) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
     }
 }
 

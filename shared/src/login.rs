@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use tokio::time::{timeout_at, Instant};
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Connection, Socket};
+use tokio_postgres::{CancelToken, Client, Connection, Socket};
 
 use crate::aws::{self, AwsAccess, Endpoint, SecretError};
 use crate::config::{Config, ConfigError, DatabaseConfig, DatabaseLogin};
@@ -81,6 +81,25 @@ impl Login {
                 })
             }
         })
+    }
+
+    /// Asks the server to cancel what the connection of `token` is running, over a connection
+    /// made as this login makes them (a cancel request carries no password).
+    pub(crate) async fn cancel(&self, token: &CancelToken) -> Result<(), tokio_postgres::Error> {
+        let current;
+        let connector = match self {
+            Login::Url(connector) => connector,
+            Login::Iam(iam) => &iam.connector,
+            Login::Secret(secret) => {
+                // A connection to cancel was made with the connector last read.
+                current = lock(&secret.current).clone();
+                match &current {
+                    Some(connector) => connector,
+                    None => return Ok(()),
+                }
+            }
+        };
+        connector.cancel(token).await
     }
 
     /// A new connection, logged in, within `limit` (reading the secret included).

@@ -18,7 +18,7 @@ use rustls::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_postgres::config::{Host, SslNegotiation};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
-use tokio_postgres::{Client, Connection, Socket};
+use tokio_postgres::{CancelToken, Client, Connection, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{ConfigError, DatabaseConfig, SslMode};
@@ -101,6 +101,12 @@ impl Connector {
         let mut postgres = self.postgres.clone();
         postgres.password(password);
         postgres.connect(self.negotiation.clone()).await
+    }
+
+    /// Asks the server to cancel the statement that the connection of `token` is running,
+    /// over a connection of its own made as this one makes them.
+    pub(crate) async fn cancel(&self, token: &CancelToken) -> Result<(), tokio_postgres::Error> {
+        token.cancel_query(self.negotiation.clone()).await
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod emf;
 pub mod moto;
+pub mod pooler;
 pub mod proxy;
 pub mod response_endpoint;
 

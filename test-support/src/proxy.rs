@@ -2,15 +2,17 @@
 //! for and notes when the first byte came (for the benchmarks), and can misbehave the way
 //! networks do (for the fault tests): go silent (a NAT or proxy that forgot the connection),
 //! or cut a connection right after forwarding a given statement, so the server applies it but
-//! its answer is lost.
+//! its answer is lost. It can also hold every byte for a while each way, as a network distance
+//! does, without holding up the bytes behind it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use crate::{host_and_port, with_param};
@@ -38,6 +40,8 @@ struct Shared {
     first_byte: OnceLock<Instant>,
     /// Per open connection: set to stop forwarding on it.
     silencers: Mutex<Vec<Arc<AtomicBool>>>,
+    /// How long bytes take each way through the proxy.
+    one_way_delay: Duration,
 }
 
 pub struct Proxy {
@@ -50,6 +54,13 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy to the server `url` names.
     pub async fn start(url: &str) -> Proxy {
+        Proxy::start_delayed(url, Duration::ZERO).await
+    }
+
+    /// A proxy that delivers each byte `one_way_delay` after it came, both ways, as a network
+    /// that far would (bytes keep flowing meanwhile: pipelined requests are not serialised).
+    /// Tokio's timer counts whole milliseconds: a delay is rounded up to the next one.
+    pub async fn start_delayed(url: &str, one_way_delay: Duration) -> Proxy {
         let upstream = host_and_port(url);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("proxy address").port();
@@ -60,6 +71,7 @@ impl Proxy {
             round_trips: AtomicU64::new(0),
             first_byte: OnceLock::new(),
             silencers: Mutex::new(Vec::new()),
+            one_way_delay,
         });
         let acceptor = tokio::spawn({
             let (shared, upstream) = (shared.clone(), upstream.clone());
@@ -153,8 +165,10 @@ async fn relay(
     shared: Arc<Shared>,
     silenced: Arc<AtomicBool>,
 ) {
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
+    let (mut client_read, client_write) = client.into_split();
+    let (mut server_read, server_write) = server.into_split();
+    let mut client_write = Outlet::new(client_write, shared.one_way_delay);
+    let mut server_write = Outlet::new(server_write, shared.one_way_delay);
     // Set once the statement to lose has gone up: nothing comes back down after it.
     let answer_lost = Arc::new(AtomicBool::new(false));
     let upstream = {
@@ -218,6 +232,57 @@ async fn relay(
         _ = upstream => {}
         _ = downstream => {}
         _ = shared.cut_all.notified() => {}
+    }
+}
+
+/// Where one direction's bytes go: written at once, or `delay` after they came by a task
+/// that keeps them in order.
+enum Outlet {
+    Now(OwnedWriteHalf),
+    Later {
+        delay: Duration,
+        queue: mpsc::UnboundedSender<(Instant, Vec<u8>)>,
+        writer: JoinHandle<()>,
+    },
+}
+
+impl Outlet {
+    fn new(mut socket: OwnedWriteHalf, delay: Duration) -> Outlet {
+        if delay.is_zero() {
+            return Outlet::Now(socket);
+        }
+        let (queue, mut queued) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+        let writer = tokio::spawn(async move {
+            while let Some((due, bytes)) = queued.recv().await {
+                tokio::time::sleep_until(due.into()).await;
+                if socket.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Outlet::Later {
+            delay,
+            queue,
+            writer,
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Outlet::Now(socket) => socket.write_all(bytes).await,
+            Outlet::Later { delay, queue, .. } => queue
+                .send((Instant::now() + *delay, bytes.to_vec()))
+                .map_err(|_| std::io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+}
+
+impl Drop for Outlet {
+    fn drop(&mut self) {
+        // A cut connection delivers nothing more.
+        if let Outlet::Later { writer, .. } = self {
+            writer.abort();
+        }
     }
 }
 

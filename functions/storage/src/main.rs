@@ -12,8 +12,21 @@ use lti_storage::metrics::{Counters, Dimensions, Emitter, Line, Metric};
 use lti_storage::{Error, Request, Storage};
 use serde_json::Value;
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
+fn main() -> Result<(), lambda_runtime::Error> {
+    // Lambda Managed Instances send one environment many invocations at once: they share its
+    // one database connection and are spread over its vCPUs. Otherwise one at a time, on
+    // one thread.
+    let concurrent = std::env::var("AWS_LAMBDA_MAX_CONCURRENCY")
+        .is_ok_and(|value| value.parse::<u32>().is_ok_and(|limit| limit > 1));
+    let mut runtime = if concurrent {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    runtime.enable_all().build()?.block_on(serve())
+}
+
+async fn serve() -> Result<(), lambda_runtime::Error> {
     let storage = lti_storage::init_from_env();
 
     if std::env::args().nth(1).as_deref() == Some("migrate") {
@@ -28,9 +41,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         return Ok(());
     }
 
-    let emitter = Emitter::from_env("storage");
-    let (storage, emitter) = (&storage, &emitter);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+    // Every invocation worker holds them for the life of the process.
+    let storage: &'static Storage = Box::leak(Box::new(storage));
+    let emitter: &'static Emitter = Box::leak(Box::new(Emitter::from_env("storage")));
+    // One at a time unless AWS_LAMBDA_MAX_CONCURRENCY is above 1.
+    lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Value>| async move {
         let surface = Surface::of_invoked_arn(&event.context.invoked_function_arn);
         let invocation = Invocation::start(storage, emitter, &event.context.request_id);
         handle(&invocation, surface, event.payload).await

@@ -16,7 +16,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::Storage;
-use crate::cache::Footprint;
+use crate::cache::{Footprint, Generation};
 use crate::db::{column, lock, Retry};
 use crate::error::{Error, Result};
 use crate::input;
@@ -114,16 +114,23 @@ impl Storage {
             .is_none_or(|at| at.elapsed() >= self.change_check_interval)
     }
 
-    /// Records a reading of the change counter; drops every cached launch config if it moved.
-    /// A missing counter row (deleted by an operator, a data-only restore; the trigger puts
-    /// it back at the next write) means changes cannot be seen: nothing is cached meanwhile.
-    fn saw_change_version(&self, version: Option<i64>) {
+    /// Records a reading of the change counter taken by a read that began at `seen`; drops
+    /// every cached launch config if it moved. A missing counter row (deleted by an operator,
+    /// a data-only restore; the trigger puts it back at the next write) means changes cannot
+    /// be seen: nothing is cached meanwhile. Returns the generation from which the read's own
+    /// answer may be cached, or `None` when a write, or a newer reading, came in since it
+    /// began: its reading may be the older one.
+    fn saw_change_version(&self, version: Option<i64>, seen: Generation) -> Option<Generation> {
         let mut watch = lock(&self.changes);
-        if version.is_none() || watch.version.is_some_and(|seen| Some(seen) != version) {
+        if self.launch_configs.generation() != seen {
+            return None;
+        }
+        if version.is_none() || watch.version != version {
             self.launch_configs.clear();
         }
         watch.version = version;
         watch.checked_at = Some(Instant::now());
+        Some(self.launch_configs.generation())
     }
 
     fn changes_visible(&self) -> bool {
@@ -131,6 +138,7 @@ impl Storage {
     }
 
     async fn check_changes(&self) -> Result<()> {
+        let seen = self.launch_configs.generation();
         let row = self
             .db
             .run(Retry::Safe, "launch config", |db| async move {
@@ -141,7 +149,7 @@ impl Storage {
                 .await
             })
             .await?;
-        self.saw_change_version(column(&row, "version", "change counter")?);
+        self.saw_change_version(column(&row, "version", "change counter")?, seen);
         Ok(())
     }
 
@@ -493,6 +501,7 @@ impl Storage {
         if !(storable(iss) && storable(client_id) && storable(deployment_id)) {
             return Ok(None);
         }
+        let seen = self.launch_configs.generation();
         let row = self
             .db
             .run(Retry::Safe, "launch config", |db| async move {
@@ -524,7 +533,7 @@ impl Storage {
                 .await
             })
             .await?;
-        self.saw_change_version(column(&row, "version", "change counter")?);
+        let cacheable = self.saw_change_version(column(&row, "version", "change counter")?, seen);
         let config = match column::<Option<String>>(&row, "iss", "launch config")? {
             None => None,
             Some(iss) => Some(LaunchConfig {
@@ -536,8 +545,9 @@ impl Storage {
                 jwks_url: column(&row, "jwks_url", "launch config")?,
             }),
         };
-        if self.changes_visible() {
-            self.launch_configs.insert(key, config.clone(), None);
+        if let Some(from) = cacheable.filter(|_| self.changes_visible()) {
+            self.launch_configs
+                .insert_read(from, key, config.clone(), None);
         }
         Ok(config)
     }

@@ -95,7 +95,7 @@ impl Storage {
             unreachable!("built as an object above")
         };
         self.sessions
-            .insert(id, Some(with_id(id, data)), cache_until(&row));
+            .insert_written(id, with_id(id, data), cache_until(&row));
         Ok(id.to_string())
     }
 
@@ -107,6 +107,7 @@ impl Storage {
         if let Some(cached) = self.sessions.get(&id) {
             return Ok(cached);
         }
+        let seen = self.sessions.generation();
         let row = self
             .db
             .run(Retry::Safe, "session", |db| async move {
@@ -118,7 +119,7 @@ impl Storage {
             })
             .await?;
         let Some(row) = row else {
-            self.sessions.insert(id, None, None);
+            self.sessions.insert_read(seen, id, None, None);
             return Ok(None);
         };
         // Rows written by other software may hold a non-object; return it as it is.
@@ -127,7 +128,7 @@ impl Storage {
             other => other,
         };
         self.sessions
-            .insert(id, Some(session.clone()), cache_until(&row));
+            .insert_read(seen, id, Some(session.clone()), cache_until(&row));
         Ok(Some(session))
     }
 

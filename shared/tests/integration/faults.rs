@@ -461,31 +461,20 @@ async fn consumer(db: &TestDb, name: &str) -> (Proxy, Rc<Storage>) {
     (proxy, Rc::new(storage))
 }
 
-/// A validateNonce call running on the test's `LocalSet`.
-type Call = tokio::task::JoinHandle<Result<bool, lti_storage::Error>>;
-
 /// Waits until `count` backends whose `application_name` starts with `prefix` wait on a lock,
 /// or one of `calls` has ended (while the row's lock is held, only by failing).
-async fn until_waiting_on_a_lock(
+pub(super) async fn until_waiting_on_a_lock<T>(
     admin: &tokio_postgres::Client,
     prefix: &str,
     count: i64,
-    calls: &[Call],
+    calls: &[tokio::task::JoinHandle<T>],
 ) {
     let started = Instant::now();
     loop {
-        if calls.iter().any(Call::is_finished) {
+        if calls.iter().any(tokio::task::JoinHandle::is_finished) {
             return;
         }
-        let waiting: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE starts_with(application_name, $1) AND wait_event_type = 'Lock'",
-                &[&prefix],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let waiting = waiting_on_a_lock(admin, prefix).await;
         if waiting == count {
             return;
         }
@@ -497,8 +486,21 @@ async fn until_waiting_on_a_lock(
     }
 }
 
+/// How many backends whose `application_name` starts with `prefix` wait on a lock now.
+pub(super) async fn waiting_on_a_lock(admin: &tokio_postgres::Client, prefix: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE starts_with(application_name, $1) AND wait_event_type = 'Lock'",
+            &[&prefix],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// A transaction holding the lock of a nonce's row, so that calls consuming it queue up.
-async fn lock_nonce(db: &TestDb, nonce: &str) -> tokio_postgres::Client {
+pub(super) async fn lock_nonce(db: &TestDb, nonce: &str) -> tokio_postgres::Client {
     let holder = db.sql().await;
     holder.batch_execute("BEGIN").await.unwrap();
     holder
@@ -511,7 +513,7 @@ async fn lock_nonce(db: &TestDb, nonce: &str) -> tokio_postgres::Client {
     holder
 }
 
-async fn store_for_an_hour(db: &TestDb, nonce: &str) {
+pub(super) async fn store_for_an_hour(db: &TestDb, nonce: &str) {
     db.sql()
         .await
         .execute(

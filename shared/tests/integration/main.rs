@@ -6,6 +6,7 @@
 mod change_counter;
 mod cleanup;
 mod clients;
+mod concurrency;
 mod custom_resource;
 mod faults;
 mod fuzz;
@@ -15,6 +16,7 @@ mod invocation;
 mod limits;
 mod metrics;
 mod nonces_sessions;
+mod pooler;
 mod readme;
 mod schema;
 mod secret_login;

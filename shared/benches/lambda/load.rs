@@ -1,0 +1,507 @@
+//! Database connections under load: how many a load needs, and what happens past
+//! `max_connections`, for each way of running the storage function. Every run is bounded in
+//! time and in invocations, on loopback, and ends by counting the rows its writes left: none
+//! may be missing or doubled.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::json;
+use test_support::cluster::Cluster;
+use test_support::pooler::Pooler;
+use test_support::proxy::Proxy;
+use test_support::{connect, epoch_ms_in, session_data, with_param, TestDb};
+use uuid::Uuid;
+
+use super::{fixture, histogram, launch_config, micros, target, Function, Outcome, RuntimeApi};
+
+/// Invocations in flight in one process (`AWS_LAMBDA_MAX_CONCURRENCY`).
+const LEVELS: [usize; 4] = [1, 8, 16, 64];
+/// How long each load runs, and the most invocations it sends.
+const RUN: Duration = Duration::from_secs(5);
+const MOST_CALLS: u64 = 200_000;
+/// Classic Lambda: containers of one invocation each, against this many connections.
+const CLASSIC_PROCESSES: usize = 32;
+const CLASSIC_MAX_CONNECTIONS: usize = 20;
+const STORM_PROCESSES: usize = 100;
+const STORM_MAX_CONNECTIONS: usize = 50;
+/// PgBouncer's server connections in the pooled runs.
+const POOL: usize = 8;
+const INVOCATION_LIMIT: Duration = Duration::from_secs(10);
+/// The benchmark's own connections beside the functions': the connection watch and the row
+/// counts, named so the watch leaves them out. A cluster's max_connections is set that much
+/// above the figure the functions get.
+const OWN_CONNECTIONS: usize = 2;
+const OWN_NAME: &str = "lti-bench";
+
+/// A connection of the benchmark's own to `db`'s schema.
+async fn own_connection(db: &TestDb) -> tokio_postgres::Client {
+    connect(&with_param(
+        &db.url,
+        &format!("application_name={OWN_NAME}"),
+    ))
+    .await
+}
+
+/// One storage process with 1 to 64 invocations in flight: the throughput one connection
+/// carries, pipelined.
+pub async fn in_one_process(storage: &std::path::Path, db: &TestDb) {
+    println!(
+        "Concurrency in one process (Lambda Managed Instances): the release storage binary with \
+         AWS_LAMBDA_MAX_CONCURRENCY = N and N invocations kept in flight for {} s each, a login \
+         and launch per 5 calls (getLaunchConfig, storeNonce, validateNonce, addSession, getSession)",
+        RUN.as_secs()
+    );
+    for delay in [Duration::ZERO, DISTANCE] {
+        at_levels(storage, db, delay).await;
+    }
+    println!();
+}
+
+/// A network distance to the database: a proxy in between holds the bytes 1 ms each way,
+/// which Tokio's timer (counting whole milliseconds) makes 1 to 2 ms: as between availability
+/// zones, or farther.
+const DISTANCE: Duration = Duration::from_millis(1);
+
+async fn at_levels(storage: &std::path::Path, db: &TestDb, delay: Duration) {
+    let proxy = Proxy::start_delayed(&db.url, delay).await;
+    if delay.is_zero() {
+        println!("  on loopback:");
+    } else {
+        println!(
+            "  with {} to {} ms added each way between the function and PostgreSQL (a delaying proxy):",
+            delay.as_millis(),
+            delay.as_millis() + 1
+        );
+    }
+    println!(
+        "  {:>9} {:>14} {:>9} {:>9} {:>12} {:>7}  writes = rows",
+        "in flight", "invocations/s", "p50 µs", "p99 µs", "connections", "errors"
+    );
+    let mut rates = Vec::new();
+    let mut most_connections = 0;
+    for level in LEVELS {
+        let name = format!("load_{level}_{}", delay.as_millis());
+        let database = if delay.is_zero() {
+            db.url.clone()
+        } else {
+            proxy.redirect(&db.url)
+        };
+        let url = with_param(&database, &format!("application_name={name}"));
+        let api = Arc::new(RuntimeApi::start().await);
+        let concurrency = level.to_string();
+        let mut function = Function::spawn_with(
+            storage,
+            "storage",
+            &api,
+            &url,
+            &[("AWS_LAMBDA_MAX_CONCURRENCY", &concurrency)],
+        );
+        // Connected, and the hot launch configs cached, before the clock starts.
+        for hot in 0..20 {
+            let answer = api
+                .invoke(&launch_config(&format!("hot-{hot}")), INVOCATION_LIMIT)
+                .await;
+            assert!(answer.is_ok(), "warm-up: {answer:?}");
+        }
+        let watch = Connections::watch(db, Some(&name)).await;
+        let run = drive(&api, db, level, &format!("p{level}-{}", delay.as_millis())).await;
+        let connections = watch.most().await;
+        most_connections = most_connections.max(connections);
+        assert!(function.running(), "the storage process crashed");
+        println!(
+            "  {level:>9} {:>14.0} {:>9} {:>9} {connections:>12} {:>7}  {}",
+            run.rate(),
+            run.tally.latencies.value_at_quantile(0.5),
+            run.tally.latencies.value_at_quantile(0.99),
+            run.tally.errors(),
+            run.writes
+        );
+        rates.push((level, run.rate()));
+    }
+    let rate_at = |level| {
+        rates
+            .iter()
+            .find(|(l, _)| *l == level)
+            .map_or(0.0, |(_, rate)| *rate)
+    };
+    let ratio = rate_at(16) / rate_at(1);
+    target(
+        "16 in flight ≥ 4 × the throughput of 1",
+        format!("{ratio:.1} ×"),
+        ratio >= 4.0,
+    );
+    target(
+        "one connection at every level",
+        format!("at most {most_connections}"),
+        most_connections == 1,
+    );
+}
+
+/// 32 classic containers (one invocation at a time each) against 20 connections, directly
+/// and through PgBouncer.
+pub async fn classic_processes(storage: &std::path::Path) {
+    let cluster = Cluster::create(&[
+        "-c",
+        &format!(
+            "max_connections={}",
+            CLASSIC_MAX_CONNECTIONS + OWN_CONNECTIONS
+        ),
+    ]);
+    let db = fixture(storage, &cluster.url).await;
+    println!(
+        "Classic Lambda: {CLASSIC_PROCESSES} storage processes of one invocation at a time, \
+         {CLASSIC_PROCESSES} invocations in flight for {} s, against max_connections \
+         {CLASSIC_MAX_CONNECTIONS}",
+        RUN.as_secs()
+    );
+    println!(
+        "  {:<34} {:>14} {:>9} {:>9} {:>11} {:>7} {:>7}  writes = rows",
+        "", "invocations/s", "p50 µs", "p99 µs", "server conn", "Unavail", "other"
+    );
+    let mut pooled_errors = None;
+    for pooled in [false, true] {
+        let pooler = pooled.then(|| {
+            Pooler::in_front_of(
+                &db,
+                &[
+                    &format!("default_pool_size={POOL}"),
+                    &format!("max_db_connections={POOL}"),
+                ],
+            )
+            .expect("PgBouncer for the pooled run (scripts/pgbouncer.sh installs it as root)")
+        });
+        let (label, url, vars): (String, &str, &[(&str, &str)]) = match &pooler {
+            None => ("directly".into(), &db.url, &[]),
+            Some(pooler) => (
+                format!("through PgBouncer, pool of {POOL}"),
+                &pooler.url,
+                &[("PREPARED_STATEMENTS", "false")],
+            ),
+        };
+        let api = Arc::new(RuntimeApi::start().await);
+        let mut functions: Vec<Function> = (0..CLASSIC_PROCESSES)
+            .map(|_| Function::spawn_with(storage, "storage", &api, url, vars))
+            .collect();
+        let watch = Connections::watch(&db, None).await;
+        let run = drive(
+            &api,
+            &db,
+            CLASSIC_PROCESSES,
+            &format!("c{}", u8::from(pooled)),
+        )
+        .await;
+        let connections = watch.most().await;
+        assert!(
+            functions.iter_mut().all(Function::running),
+            "a storage process crashed"
+        );
+        println!(
+            "  {label:<34} {:>14.0} {:>9} {:>9} {connections:>11} {:>7} {:>7}  {}",
+            run.rate(),
+            run.tally.latencies.value_at_quantile(0.5),
+            run.tally.latencies.value_at_quantile(0.99),
+            run.tally.unavailable,
+            run.tally.other.len(),
+            run.writes
+        );
+        let calls = run.tally.ok + run.tally.errors();
+        println!(
+            "    {calls} invocations, {:.1} % Unavailable",
+            100.0 * run.tally.unavailable as f64 / calls as f64
+        );
+        if pooled {
+            pooled_errors = Some(run.tally.errors());
+        }
+        if let Some(example) = run.tally.other.first() {
+            println!("    e.g. {example}");
+        }
+    }
+    let errors = pooled_errors.unwrap_or_default();
+    target(
+        "through PgBouncer: no errors",
+        format!("{errors} errors"),
+        errors == 0,
+    );
+    println!();
+}
+
+/// 100 storage processes started at once, each with one launch waiting, against 50
+/// connections, directly and through PgBouncer.
+pub async fn cold_start_storm(storage: &std::path::Path) {
+    let cluster = Cluster::create(&[
+        "-c",
+        &format!(
+            "max_connections={}",
+            // One more for the connection watch (this run counts no rows).
+            STORM_MAX_CONNECTIONS + 1
+        ),
+    ]);
+    let db = fixture(storage, &cluster.url).await;
+    println!(
+        "Cold-start storm: {STORM_PROCESSES} storage processes started at once, each with one \
+         getLaunchConfig waiting (connect, then one query), against max_connections \
+         {STORM_MAX_CONNECTIONS}"
+    );
+    println!(
+        "  {:<34} {:>5} {:>7} {:>12} {:>12} {:>11}",
+        "", "ok", "Unavail", "median ms", "last ms", "server conn"
+    );
+    let mut pooled_errors = 0;
+    for pooled in [false, true] {
+        let pooler = pooled.then(|| {
+            Pooler::in_front_of(
+                &db,
+                &[
+                    &format!("default_pool_size={POOL}"),
+                    &format!("max_db_connections={POOL}"),
+                ],
+            )
+            .expect("PgBouncer for the pooled run")
+        });
+        let (label, url, vars): (String, &str, &[(&str, &str)]) = match &pooler {
+            None => ("directly".into(), &db.url, &[]),
+            Some(pooler) => (
+                format!("through PgBouncer, pool of {POOL}"),
+                &pooler.url,
+                &[("PREPARED_STATEMENTS", "false")],
+            ),
+        };
+        // A runtime API per process, each with its invocation waiting: Lambda sends each new
+        // environment the invocation it was started for.
+        let mut apis = Vec::new();
+        let mut replies = Vec::new();
+        for i in 0..STORM_PROCESSES {
+            let api = RuntimeApi::start().await;
+            replies.push(api.queue(&launch_config(&format!("hot-{}", i % 20)), INVOCATION_LIMIT));
+            apis.push(api);
+        }
+        let watch = Connections::watch(&db, None).await;
+        let started = Instant::now();
+        let mut functions: Vec<Function> = apis
+            .iter()
+            .map(|api| Function::spawn_with(storage, "storage", api, url, vars))
+            .collect();
+        let answers: Vec<_> = replies
+            .into_iter()
+            .map(|reply| {
+                tokio::spawn(async move {
+                    let answer = super::outcome(reply).await;
+                    (answer, started.elapsed())
+                })
+            })
+            .collect();
+        let mut answered = histogram();
+        let mut tally = Tally::new();
+        for answer in answers {
+            let (answer, at) = answer.await.expect("no waiter panics");
+            answered.record(micros(at)).expect("in range");
+            tally.count("getLaunchConfig", &answer);
+        }
+        let connections = watch.most().await;
+        assert!(
+            functions.iter_mut().all(Function::running),
+            "a storage process crashed"
+        );
+        println!(
+            "  {label:<34} {:>5} {:>7} {:>12.1} {:>12.1} {connections:>11}",
+            tally.ok,
+            tally.unavailable,
+            answered.value_at_quantile(0.5) as f64 / 1000.0,
+            answered.max() as f64 / 1000.0
+        );
+        if let Some(example) = tally.other.first() {
+            println!("    e.g. {example}");
+        }
+        if pooled {
+            pooled_errors = tally.errors();
+        }
+    }
+    target(
+        "through PgBouncer: no errors",
+        format!("{pooled_errors} errors"),
+        pooled_errors == 0,
+    );
+    println!();
+}
+
+/// What the invocations of a run answered.
+struct Tally {
+    latencies: Histogram<u64>,
+    ok: u64,
+    unavailable: u64,
+    /// Errors other than Unavailable, as answered.
+    other: Vec<String>,
+    nonces_stored: u64,
+    nonces_consumed: u64,
+    sessions_added: u64,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            latencies: histogram(),
+            ok: 0,
+            unavailable: 0,
+            other: Vec::new(),
+            nonces_stored: 0,
+            nonces_consumed: 0,
+            sessions_added: 0,
+        }
+    }
+
+    fn count(&mut self, op: &str, answer: &Outcome) {
+        match answer {
+            Ok(value) => {
+                self.ok += 1;
+                match op {
+                    "storeNonce" => self.nonces_stored += 1,
+                    "validateNonce" if *value == json!(true) => self.nonces_consumed += 1,
+                    "addSession" => self.sessions_added += 1,
+                    _ => {}
+                }
+            }
+            Err(error) if error["errorType"] == "Unavailable" => self.unavailable += 1,
+            Err(error) => self.other.push(format!("{op}: {error}")),
+        }
+    }
+
+    fn errors(&self) -> u64 {
+        self.unavailable + self.other.len() as u64
+    }
+
+    fn add(&mut self, other: Tally) {
+        self.latencies.add(&other.latencies).expect("same bounds");
+        self.ok += other.ok;
+        self.unavailable += other.unavailable;
+        self.other.extend(other.other);
+        self.nonces_stored += other.nonces_stored;
+        self.nonces_consumed += other.nonces_consumed;
+        self.sessions_added += other.sessions_added;
+    }
+}
+
+struct Run {
+    tally: Tally,
+    elapsed: Duration,
+    /// Whether the rows the run left are exactly what its answers said it wrote.
+    writes: &'static str,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        (self.tally.ok + self.tally.errors()) as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Keeps `clients` invocations in flight, each client a login and launch after another, for
+/// `RUN` or `MOST_CALLS` invocations; then compares the rows written with the answers.
+async fn drive(api: &Arc<RuntimeApi>, db: &TestDb, clients: usize, prefix: &str) -> Run {
+    let sql = own_connection(db).await;
+    let count_sessions = || async {
+        sql.query_one("SELECT count(*) FROM sessions", &[])
+            .await
+            .expect("count the sessions")
+            .get::<_, i64>(0)
+    };
+    let sessions_before = count_sessions().await;
+    let sent = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + RUN;
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let (api, sent, prefix) = (api.clone(), sent.clone(), prefix.to_owned());
+            tokio::spawn(async move {
+                let mut tally = Tally::new();
+                let mut round = 0;
+                while Instant::now() < deadline && sent.load(Ordering::Relaxed) < MOST_CALLS {
+                    let nonce = format!("{prefix}-{client}-{round}");
+                    let session_id = Uuid::new_v4();
+                    let mut session = session_data();
+                    session["id"] = json!(session_id);
+                    let calls = [
+                        ("getLaunchConfig", launch_config(&format!("hot-{}", (client + round) % 20))),
+                        ("storeNonce", json!({"op": "storeNonce", "nonce": nonce, "expiresAt": epoch_ms_in(600)})),
+                        ("validateNonce", json!({"op": "validateNonce", "nonce": nonce})),
+                        ("addSession", json!({"op": "addSession", "session": session})),
+                        ("getSession", json!({"op": "getSession", "sessionId": session_id})),
+                    ];
+                    for (op, payload) in calls {
+                        let call = Instant::now();
+                        let answer = api.invoke(&payload, INVOCATION_LIMIT).await;
+                        tally
+                            .latencies
+                            .record(micros(call.elapsed()))
+                            .expect("in range");
+                        tally.count(op, &answer);
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    round += 1;
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut tally = Tally::new();
+    for task in tasks {
+        tally.add(task.await.expect("no client panics"));
+    }
+    let elapsed = started.elapsed();
+    let row: (i64, i64) = sql
+        .query_one(
+            "SELECT count(*), count(used_at) FROM nonces WHERE starts_with(nonce, $1)",
+            &[&format!("{prefix}-")],
+        )
+        .await
+        .map(|row| (row.get(0), row.get(1)))
+        .expect("count the nonces");
+    let sessions = count_sessions().await - sessions_before;
+    let exact = row == (tally.nonces_stored as i64, tally.nonces_consumed as i64)
+        && sessions == tally.sessions_added as i64;
+    Run {
+        tally,
+        elapsed,
+        writes: if exact { "yes" } else { "NO" },
+    }
+}
+
+/// The most client connections the server had at once (those named `name`, or all but the
+/// benchmark's own), sampled every 5 ms until `most`.
+struct Connections {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    most: tokio::task::JoinHandle<i64>,
+}
+
+impl Connections {
+    async fn watch(db: &TestDb, name: Option<&str>) -> Connections {
+        let sql = own_connection(db).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stopped, name) = (stop.clone(), name.map(str::to_owned));
+        let most = tokio::spawn(async move {
+            let mut most = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                let now: i64 = sql
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity
+                         WHERE backend_type = 'client backend' AND application_name <> $2
+                           AND ($1::text IS NULL OR application_name = $1)",
+                        &[&name, &OWN_NAME],
+                    )
+                    .await
+                    .expect("count connections")
+                    .get(0);
+                most = most.max(now);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            most
+        });
+        Connections { stop, most }
+    }
+
+    async fn most(self) -> i64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.most.await.expect("the watch ends")
+    }
+}
