@@ -1,37 +1,19 @@
 //! A PostgreSQL cluster of a test's own (scripts/pg-cluster.sh), for faults that would disturb
 //! other tests: restarts, shutdowns, connection limits, password and TLS set-ups.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::Command;
+use crate::managed::Managed;
 
 pub struct Cluster {
-    parent: PathBuf,
-    dir: PathBuf,
+    server: Managed,
     /// `postgres://postgres@127.0.0.1:PORT/postgres`
     pub url: String,
     pub port: u16,
 }
 
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-cluster.sh")
-}
-
 impl Cluster {
     /// Creates and starts a cluster; `args` as for `pg-cluster.sh create`.
     pub fn create(args: &[&str]) -> Cluster {
-        let parent = std::env::temp_dir().join(format!("lti-cluster-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir(&parent).expect("create the cluster's parent directory");
-        // As root the server runs as another user, who must reach the cluster's directory.
-        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o755))
-            .expect("open the parent directory");
-        let dir = parent.join("cluster");
-        let output = Command::new(script())
-            .arg("create")
-            .arg(&dir)
-            .args(args)
-            .output()
-            .expect("run scripts/pg-cluster.sh");
+        let (server, output) = Managed::create("pg-cluster.sh", "cluster", args);
         assert!(
             output.status.success(),
             "pg-cluster.sh create failed: {}",
@@ -41,26 +23,16 @@ impl Cluster {
             .expect("URL")
             .trim()
             .to_string();
-        let port = std::fs::read_to_string(dir.join("port"))
+        let port = std::fs::read_to_string(server.dir.join("port"))
             .expect("port file")
             .trim()
             .parse()
             .expect("port number");
-        Cluster {
-            parent,
-            dir,
-            url,
-            port,
-        }
+        Cluster { server, url, port }
     }
 
     fn control(&self, action: &str) {
-        let status = Command::new(script())
-            .arg(action)
-            .arg(&self.dir)
-            .status()
-            .expect("run scripts/pg-cluster.sh");
-        assert!(status.success(), "pg-cluster.sh {action} failed");
+        self.server.control(action);
     }
 
     pub fn stop(&self) {
@@ -77,16 +49,6 @@ impl Cluster {
 
     /// What the server has logged so far.
     pub fn server_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).expect("read the server log")
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new(script())
-            .arg("destroy")
-            .arg(&self.dir)
-            .status();
-        let _ = std::fs::remove_dir_all(&self.parent);
+        std::fs::read_to_string(self.server.dir.join("server.log")).expect("read the server log")
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod emf;
+mod managed;
 pub mod moto;
 pub mod pooler;
 pub mod proxy;

@@ -1,25 +1,17 @@
 //! PgBouncer in front of a test's PostgreSQL (scripts/pgbouncer.sh), in transaction pooling
 //! as RDS Proxy and PgBouncer are run for Lambda.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::Command;
-
+use crate::managed::Managed;
 use crate::{connect, host_and_port, TestDb};
 
 /// What scripts/pgbouncer.sh exits with when PgBouncer is missing and cannot be installed.
 const NOT_INSTALLED: i32 = 3;
 
 pub struct Pooler {
-    parent: PathBuf,
-    dir: PathBuf,
+    server: Managed,
     pub port: u16,
     /// The test's schema through the pooler: `postgres://postgres@127.0.0.1:PORT/SCHEMA`.
     pub url: String,
-}
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pgbouncer.sh")
 }
 
 impl Pooler {
@@ -38,23 +30,12 @@ impl Pooler {
              connect_query='SET search_path TO {schema}'",
             schema = db.schema
         );
-        let parent = std::env::temp_dir().join(format!("lti-pooler-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir(&parent).expect("create the pooler's parent directory");
-        // As root PgBouncer runs as another user, who must reach its directory.
-        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o755))
-            .expect("open the parent directory");
-        let dir = parent.join("pgbouncer");
-        let output = Command::new(script())
-            .arg("create")
-            .arg(&dir)
-            .arg(server_port.to_string())
-            .args(["--database", &alias])
-            .args(settings)
-            .output()
-            .expect("run scripts/pgbouncer.sh");
+        let server_port = server_port.to_string();
+        let mut args = vec![server_port.as_str(), "--database", &alias];
+        args.extend(settings);
+        let (server, output) = Managed::create("pgbouncer.sh", "pgbouncer", &args);
         let stderr = String::from_utf8_lossy(&output.stderr);
         if output.status.code() == Some(NOT_INSTALLED) {
-            let _ = std::fs::remove_dir_all(&parent);
             assert!(
                 std::env::var_os("CI").is_none(),
                 "PgBouncer is needed in CI: {stderr}"
@@ -63,7 +44,6 @@ impl Pooler {
             return None;
         }
         if !output.status.success() {
-            let _ = std::fs::remove_dir_all(&parent);
             panic!("pgbouncer.sh create failed: {stderr}");
         }
         let port: u16 = String::from_utf8_lossy(&output.stdout)
@@ -71,24 +51,14 @@ impl Pooler {
             .parse()
             .expect("the pooler's port");
         Some(Pooler {
-            parent,
-            dir,
+            server,
             port,
             url: format!("postgres://postgres@127.0.0.1:{port}/{}", db.schema),
         })
     }
 
-    fn control(&self, action: &str) {
-        let status = Command::new(script())
-            .arg(action)
-            .arg(&self.dir)
-            .status()
-            .expect("run scripts/pgbouncer.sh");
-        assert!(status.success(), "pgbouncer.sh {action} failed");
-    }
-
     pub fn restart(&self) {
-        self.control("restart");
+        self.server.control("restart");
     }
 
     /// PgBouncer's admin console (`SHOW POOLS`, `SHOW SERVERS`...; simple queries only).
@@ -98,15 +68,5 @@ impl Pooler {
             self.port
         ))
         .await
-    }
-}
-
-impl Drop for Pooler {
-    fn drop(&mut self) {
-        let _ = Command::new(script())
-            .arg("destroy")
-            .arg(&self.dir)
-            .status();
-        let _ = std::fs::remove_dir_all(&self.parent);
     }
 }
