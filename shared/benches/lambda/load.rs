@@ -163,24 +163,8 @@ pub async fn classic_processes(storage: &std::path::Path) {
     );
     let mut pooled_errors = None;
     for pooled in [false, true] {
-        let pooler = pooled.then(|| {
-            Pooler::in_front_of(
-                &db,
-                &[
-                    &format!("default_pool_size={POOL}"),
-                    &format!("max_db_connections={POOL}"),
-                ],
-            )
-            .expect("PgBouncer for the pooled run (scripts/pgbouncer.sh installs it as root)")
-        });
-        let (label, url, vars): (String, &str, &[(&str, &str)]) = match &pooler {
-            None => ("directly".into(), &db.url, &[]),
-            Some(pooler) => (
-                format!("through PgBouncer, pool of {POOL}"),
-                &pooler.url,
-                &[("PREPARED_STATEMENTS", "false")],
-            ),
-        };
+        let way = Way::to(&db, pooled);
+        let (label, url, vars) = (way.label(), way.url(&db), way.vars());
         let api = Arc::new(RuntimeApi::start().await);
         let mut functions: Vec<Function> = (0..CLASSIC_PROCESSES)
             .map(|_| Function::spawn_with(storage, "storage", &api, url, vars))
@@ -251,24 +235,8 @@ pub async fn cold_start_storm(storage: &std::path::Path) {
     );
     let mut pooled_errors = 0;
     for pooled in [false, true] {
-        let pooler = pooled.then(|| {
-            Pooler::in_front_of(
-                &db,
-                &[
-                    &format!("default_pool_size={POOL}"),
-                    &format!("max_db_connections={POOL}"),
-                ],
-            )
-            .expect("PgBouncer for the pooled run")
-        });
-        let (label, url, vars): (String, &str, &[(&str, &str)]) = match &pooler {
-            None => ("directly".into(), &db.url, &[]),
-            Some(pooler) => (
-                format!("through PgBouncer, pool of {POOL}"),
-                &pooler.url,
-                &[("PREPARED_STATEMENTS", "false")],
-            ),
-        };
+        let way = Way::to(&db, pooled);
+        let (label, url, vars) = (way.label(), way.url(&db), way.vars());
         // A runtime API per process, each with its invocation waiting: Lambda sends each new
         // environment the invocation it was started for.
         let mut apis = Vec::new();
@@ -503,5 +471,42 @@ impl Connections {
     async fn most(self) -> i64 {
         self.stop.store(true, Ordering::Relaxed);
         self.most.await.expect("the watch ends")
+    }
+}
+
+/// How a run's processes reach the database: directly, or through PgBouncer with a pool of
+/// `POOL` (which needs `PREPARED_STATEMENTS=false`).
+struct Way(Option<Pooler>);
+
+impl Way {
+    fn to(db: &TestDb, pooled: bool) -> Way {
+        Way(pooled.then(|| {
+            Pooler::in_front_of(
+                db,
+                &[
+                    &format!("default_pool_size={POOL}"),
+                    &format!("max_db_connections={POOL}"),
+                ],
+            )
+            .expect("PgBouncer for the pooled run (scripts/pgbouncer.sh installs it as root)")
+        }))
+    }
+
+    fn label(&self) -> String {
+        match self.0 {
+            None => "directly".into(),
+            Some(_) => format!("through PgBouncer, pool of {POOL}"),
+        }
+    }
+
+    fn url<'a>(&'a self, db: &'a TestDb) -> &'a str {
+        self.0.as_ref().map_or(&db.url, |pooler| &pooler.url)
+    }
+
+    fn vars(&self) -> &'static [(&'static str, &'static str)] {
+        match self.0 {
+            None => &[],
+            Some(_) => &[("PREPARED_STATEMENTS", "false")],
+        }
     }
 }
