@@ -307,3 +307,15 @@ pub fn session_data() -> Value {
         "launch": {"target": "https://tool.example.com/launch", "locale": "en"},
     })
 }
+
+/// A payload every op accepts, with fresh ids (most name nothing that exists).
+pub fn payload_for(op: &str) -> Value {
+    let id = uuid::Uuid::new_v4().to_string();
+    let client = json!({"name": "Canvas", "iss": "https://canvas.example.edu",
+        "clientId": format!("c-{id}"), "authUrl": "https://a", "tokenUrl": "https://t",
+        "jwksUrl": "https://j"});
+    json!({"op": op, "clientId": id, "deploymentId": id, "sessionId": id, "nonce": id,
+        "expiresAt": 4102444800000u64, "client": client, "deployment": {"deploymentId": "d"},
+        "session": {"id": id, "expiresAt": 4102444800000u64}, "iss": "https://canvas.example.edu",
+        "launchConfig": {}})
+}

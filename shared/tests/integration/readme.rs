@@ -6,7 +6,7 @@ use lti_storage::http::{route, status_of, NoRoute, Reply};
 use lti_storage::request::{LaunchConfigRef, Request, OPS, ROUTES};
 use lti_storage::{ErrorKind, Storage};
 use serde_json::{json, Value};
-use test_support::{add_client, call, client_json, fails, new_client, ok, TestDb};
+use test_support::{add_client, call, client_json, fails, new_client, ok, payload_for, TestDb};
 
 const README: &str = include_str!("../../../README.md");
 
@@ -32,13 +32,7 @@ fn the_operations_table_lists_every_op_in_order_with_its_alias() {
 
 /// The access of `op`, from a payload every op accepts.
 fn access_of(op: &str) -> Access {
-    let id = "11111111-1111-4111-8111-111111111111";
-    let payload = json!({"op": op, "clientId": id, "deploymentId": id, "sessionId": id,
-        "nonce": "n", "expiresAt": 0, "iss": "i", "launchConfig": {},
-        "client": {"name": "n", "iss": "i", "clientId": "c", "authUrl": "a", "tokenUrl": "t",
-                   "jwksUrl": "j"},
-        "deployment": {"deploymentId": "d"}, "session": {"id": id, "expiresAt": 0}});
-    Request::from_payload(payload)
+    Request::from_payload(payload_for(op))
         .expect("a payload every op accepts")
         .access()
 }

@@ -6,22 +6,10 @@ use lti_storage::access::Surface;
 use lti_storage::request::{NoArgs, OPS};
 use lti_storage::{ErrorKind, Request, Storage};
 use serde_json::{json, Value};
-use test_support::{ok, TestDb};
-
-/// Arguments that make every op valid (ids that need not exist).
-fn payload(op: &str) -> Value {
-    let id = uuid::Uuid::new_v4().to_string();
-    let client = json!({"name": "Canvas", "iss": "https://canvas.example.edu",
-        "clientId": format!("c-{id}"), "authUrl": "https://a", "tokenUrl": "https://t",
-        "jwksUrl": "https://j"});
-    json!({"op": op, "clientId": id, "deploymentId": id, "sessionId": id, "nonce": id,
-        "expiresAt": 4102444800000u64, "client": client, "deployment": {"deploymentId": "d"},
-        "session": {"id": id, "expiresAt": 4102444800000u64}, "iss": "https://canvas.example.edu",
-        "launchConfig": {}})
-}
+use test_support::{ok, payload_for, TestDb};
 
 async fn on(storage: &Storage, surface: Surface, op: &str) -> Result<Value, lti_storage::Error> {
-    let request = Request::from_payload(payload(op)).expect("a valid payload");
+    let request = Request::from_payload(payload_for(op)).expect("a valid payload");
     storage.handle_on(surface, request).await
 }
 
@@ -45,7 +33,7 @@ const REGISTRATION: &[&str] = &[
 async fn the_runtime_alias_refuses_what_launches_do_not_need_and_writes_nothing() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
-    let client = ok(&storage, payload("addClient")).await;
+    let client = ok(&storage, payload_for("addClient")).await;
     for op in OPS {
         let answer = on(&storage, Surface::Runtime, op).await;
         if RUNTIME.contains(op) {
