@@ -445,6 +445,10 @@ impl Function {
         Function(child)
     }
 
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
     /// Whether the process is still running (it never exits by itself: an exit is a crash).
     fn running(&mut self) -> bool {
         matches!(self.0.try_wait(), Ok(None))

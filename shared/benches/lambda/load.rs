@@ -60,10 +60,9 @@ pub async fn in_one_process(storage: &std::path::Path, db: &TestDb) {
     println!();
 }
 
-/// A network distance to the database: a proxy in between holds the bytes 1 ms each way,
-/// which Tokio's timer (counting whole milliseconds) makes 1 to 2 ms: as between availability
-/// zones, or farther.
-const DISTANCE: Duration = Duration::from_millis(1);
+/// A network distance to the database: a proxy in between holds the bytes 300 µs each way, as
+/// across a VPC.
+const DISTANCE: Duration = Duration::from_micros(300);
 
 async fn at_levels(storage: &std::path::Path, db: &TestDb, delay: Duration) {
     let proxy = Proxy::start_delayed(&db.url, delay).await;
@@ -71,19 +70,18 @@ async fn at_levels(storage: &std::path::Path, db: &TestDb, delay: Duration) {
         println!("  on loopback:");
     } else {
         println!(
-            "  with {} to {} ms added each way between the function and PostgreSQL (a delaying proxy):",
-            delay.as_millis(),
-            delay.as_millis() + 1
+            "  with {} µs added each way between the function and PostgreSQL (a delaying proxy):",
+            delay.as_micros()
         );
     }
     println!(
-        "  {:>9} {:>14} {:>9} {:>9} {:>12} {:>7}  writes = rows",
-        "in flight", "invocations/s", "p50 µs", "p99 µs", "connections", "errors"
+        "  {:>9} {:>14} {:>9} {:>9} {:>12} {:>7}  {:>5}  CPU µs a call: function, its backend, bench",
+        "in flight", "invocations/s", "p50 µs", "p99 µs", "connections", "errors", "writes = rows"
     );
     let mut rates = Vec::new();
     let mut most_connections = 0;
     for level in LEVELS {
-        let name = format!("load_{level}_{}", delay.as_millis());
+        let name = format!("load_{level}_{}", delay.as_micros());
         let database = if delay.is_zero() {
             db.url.clone()
         } else {
@@ -106,28 +104,51 @@ async fn at_levels(storage: &std::path::Path, db: &TestDb, delay: Duration) {
                 .await;
             assert!(answer.is_ok(), "warm-up: {answer:?}");
         }
+        let backend = backend_pid(db, &name).await;
+        let processes = [function.pid(), backend, std::process::id()];
+        let cpu_before = processes.map(cpu_time);
+        let machine_before = machine_busy();
         let watch = Connections::watch(db, Some(&name)).await;
-        let run = drive(&api, db, level, &format!("p{level}-{}", delay.as_millis())).await;
+        let run = drive(&api, db, level, &format!("p{level}-{}", delay.as_micros())).await;
         let connections = watch.most().await;
+        let calls = (run.tally.ok + run.tally.errors()).max(1) as u32;
+        let cpu = [0, 1, 2].map(|i| (cpu_time(processes[i]) - cpu_before[i]) / calls);
         most_connections = most_connections.max(connections);
         assert!(function.running(), "the storage process crashed");
         println!(
-            "  {level:>9} {:>14.0} {:>9} {:>9} {connections:>12} {:>7}  {}",
+            "  {level:>9} {:>14.0} {:>9} {:>9} {connections:>12} {:>7}  {:>13}  {:>8} {:>12} {:>8}",
             run.rate(),
             run.tally.latencies.value_at_quantile(0.5),
             run.tally.latencies.value_at_quantile(0.99),
             run.tally.errors(),
-            run.writes
+            run.writes,
+            cpu[0].as_micros(),
+            cpu[1].as_micros(),
+            cpu[2].as_micros(),
         );
-        rates.push((level, run.rate()));
+        // The CPUs the three processes and the whole machine kept busy: where the machine,
+        // not the one connection, is the limit.
+        let elapsed = run.elapsed.as_secs_f64();
+        let busy = (
+            run.rate() * cpu.iter().sum::<Duration>().as_secs_f64(),
+            (machine_busy() - machine_before).as_secs_f64() / elapsed,
+        );
+        rates.push((level, run.rate(), busy));
     }
-    let rate_at = |level| {
+    let at = |level| {
         rates
             .iter()
-            .find(|(l, _)| *l == level)
-            .map_or(0.0, |(_, rate)| *rate)
+            .find(|(l, ..)| *l == level)
+            .map_or((0.0, (0.0, 0.0)), |(_, rate, busy)| (*rate, *busy))
     };
-    let ratio = rate_at(16) / rate_at(1);
+    let ((one, busy_at_one), (sixteen, busy_at_sixteen)) = (at(1), at(16));
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "  CPUs busy (the function, its backend and the bench / the whole machine): \
+         {:.2} / {:.2} at 1 in flight, {:.2} / {:.2} at 16, of {cores}",
+        busy_at_one.0, busy_at_one.1, busy_at_sixteen.0, busy_at_sixteen.1
+    );
+    let ratio = sixteen / one;
     target(
         "16 in flight ≥ 4 × the throughput of 1",
         format!("{ratio:.1} ×"),
@@ -138,6 +159,52 @@ async fn at_levels(storage: &std::path::Path, db: &TestDb, delay: Duration) {
         format!("at most {most_connections}"),
         most_connections == 1,
     );
+}
+
+/// The process id of the server backend serving the connection named `name`.
+async fn backend_pid(db: &TestDb, name: &str) -> u32 {
+    let pid: i32 = own_connection(db)
+        .await
+        .query_one(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+            &[&name],
+        )
+        .await
+        .expect("the function's one backend")
+        .get(0);
+    pid.try_into().expect("a process id")
+}
+
+/// Linux's unit of CPU time in /proc (USER_HZ = 100): plenty over a run of seconds.
+const TICK_MS: u64 = 10;
+
+/// The CPU time process `pid` has used so far, all its threads, user and system.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("(comm)") + 2..]
+        .split(' ')
+        .collect();
+    // utime and stime: fields 14 and 15 of the whole line, 12 and 13 here.
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    Duration::from_millis(ticks * TICK_MS)
+}
+
+/// The CPU time the whole machine has spent busy (all but idle and I/O wait) since it booted.
+fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("cpu "))
+        .expect("the cpu line")
+        .split_whitespace()
+        .map(|field| field.parse().expect("ticks"))
+        .collect();
+    // user nice system idle iowait irq softirq steal ...: leave idle and iowait out.
+    let busy: u64 = ticks.iter().take(8).sum::<u64>() - ticks[3] - ticks[4];
+    Duration::from_millis(busy * TICK_MS)
 }
 
 /// 32 classic containers (one invocation at a time each) against 20 connections, directly
