@@ -185,7 +185,7 @@ fn cpu_time(pid: u32) -> Duration {
     let fields: Vec<&str> = stat[stat.rfind(')').expect("(comm)") + 2..]
         .split(' ')
         .collect();
-    // utime and stime: fields 14 and 15 of the whole line, 12 and 13 here.
+    // utime and stime: fields 14 and 15 of the whole line, from field 3 on here.
     let ticks: u64 =
         fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
     Duration::from_millis(ticks * TICK_MS)
