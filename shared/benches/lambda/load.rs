@@ -75,7 +75,7 @@ async fn at_levels(storage: &std::path::Path, db: &TestDb, delay: Duration) {
         );
     }
     println!(
-        "  {:>9} {:>14} {:>9} {:>9} {:>12} {:>7}  {:>5}  CPU µs a call: function, its backend, bench",
+        "  {:>9} {:>14} {:>9} {:>9} {:>12} {:>7}  {:>13}  CPU µs a call: function, backend, bench",
         "in flight", "invocations/s", "p50 µs", "p99 µs", "connections", "errors", "writes = rows"
     );
     let mut rates = Vec::new();
@@ -104,36 +104,34 @@ async fn at_levels(storage: &std::path::Path, db: &TestDb, delay: Duration) {
                 .await;
             assert!(answer.is_ok(), "warm-up: {answer:?}");
         }
-        let backend = backend_pid(db, &name).await;
-        let processes = [function.pid(), backend, std::process::id()];
-        let cpu_before = processes.map(cpu_time);
-        let machine_before = machine_busy();
+        let processes = [
+            Some(function.pid()),
+            backend_pid(db, &name).await,
+            Some(std::process::id()),
+        ];
         let watch = Connections::watch(db, Some(&name)).await;
+        let before = Cpu::read(processes);
         let run = drive(&api, db, level, &format!("p{level}-{}", delay.as_micros())).await;
+        let used = Cpu::read(processes).since(&before);
         let connections = watch.most().await;
         let calls = (run.tally.ok + run.tally.errors()).max(1) as u32;
-        let cpu = [0, 1, 2].map(|i| (cpu_time(processes[i]) - cpu_before[i]) / calls);
+        let per_call = used.processes.map(|cpu| cpu.map(|cpu| cpu / calls));
         most_connections = most_connections.max(connections);
         assert!(function.running(), "the storage process crashed");
         println!(
-            "  {level:>9} {:>14.0} {:>9} {:>9} {connections:>12} {:>7}  {:>13}  {:>8} {:>12} {:>8}",
+            "  {level:>9} {:>14.0} {:>9} {:>9} {connections:>12} {:>7}  {:>13}  {:>8} {:>7} {:>5}",
             run.rate(),
             run.tally.latencies.value_at_quantile(0.5),
             run.tally.latencies.value_at_quantile(0.99),
             run.tally.errors(),
             run.writes,
-            cpu[0].as_micros(),
-            cpu[1].as_micros(),
-            cpu[2].as_micros(),
+            per_call[0].map_or("–".into(), |cpu| cpu.as_micros().to_string()),
+            per_call[1].map_or("–".into(), |cpu| cpu.as_micros().to_string()),
+            per_call[2].map_or("–".into(), |cpu| cpu.as_micros().to_string()),
         );
-        // The CPUs the three processes and the whole machine kept busy: where the machine,
-        // not the one connection, is the limit.
-        let elapsed = run.elapsed.as_secs_f64();
-        let busy = (
-            run.rate() * cpu.iter().sum::<Duration>().as_secs_f64(),
-            (machine_busy() - machine_before).as_secs_f64() / elapsed,
-        );
-        rates.push((level, run.rate(), busy));
+        // The CPUs the processes measured and the whole machine kept busy: where the
+        // machine, not the one connection, is the limit.
+        rates.push((level, run.rate(), used.busy()));
     }
     let at = |level| {
         rates
@@ -142,11 +140,14 @@ async fn at_levels(storage: &std::path::Path, db: &TestDb, delay: Duration) {
             .map_or((0.0, (0.0, 0.0)), |(_, rate, busy)| (*rate, *busy))
     };
     let ((one, busy_at_one), (sixteen, busy_at_sixteen)) = (at(1), at(16));
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
-        "  CPUs busy (the function, its backend and the bench / the whole machine): \
-         {:.2} / {:.2} at 1 in flight, {:.2} / {:.2} at 16, of {cores}",
-        busy_at_one.0, busy_at_one.1, busy_at_sixteen.0, busy_at_sixteen.1
+        "  CPUs busy (the processes above / the whole machine): {:.2} / {:.2} at 1 in flight, \
+         {:.2} / {:.2} at 16, of {}",
+        busy_at_one.0,
+        busy_at_one.1,
+        busy_at_sixteen.0,
+        busy_at_sixteen.1,
+        Cpu::machine().1
     );
     let ratio = sixteen / one;
     target(
@@ -161,50 +162,106 @@ async fn at_levels(storage: &std::path::Path, db: &TestDb, delay: Duration) {
     );
 }
 
-/// The process id of the server backend serving the connection named `name`.
-async fn backend_pid(db: &TestDb, name: &str) -> u32 {
-    let pid: i32 = own_connection(db)
+/// The process id of the server backend serving the connection named `name`, when the server
+/// runs on this machine and that connection is the only one so named.
+async fn backend_pid(db: &TestDb, name: &str) -> Option<u32> {
+    let rows = own_connection(db)
         .await
-        .query_one(
+        .query(
             "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
             &[&name],
         )
         .await
-        .expect("the function's one backend")
-        .get(0);
-    pid.try_into().expect("a process id")
+        .expect("read pg_stat_activity");
+    let [row] = rows.as_slice() else {
+        return None;
+    };
+    let pid = u32::try_from(row.get::<_, i32>(0)).ok()?;
+    let command = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (command.trim() == "postgres").then_some(pid)
+}
+
+/// CPU time used so far by each process given (none for one that is not there to read) and
+/// by the whole machine, and when it was read.
+struct Cpu {
+    at: Instant,
+    processes: [Option<Duration>; 3],
+    machine: Duration,
+}
+
+/// The CPU time used between two readings, and the wall time between them.
+struct CpuUsed {
+    processes: [Option<Duration>; 3],
+    machine: Duration,
+    wall: Duration,
 }
 
 /// Linux's unit of CPU time in /proc (USER_HZ = 100): plenty over a run of seconds.
 const TICK_MS: u64 = 10;
 
-/// The CPU time process `pid` has used so far, all its threads, user and system.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat[stat.rfind(')').expect("(comm)") + 2..]
-        .split(' ')
-        .collect();
-    // utime and stime: fields 14 and 15 of the whole line, from field 3 on here.
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    Duration::from_millis(ticks * TICK_MS)
+impl Cpu {
+    fn read(pids: [Option<u32>; 3]) -> Cpu {
+        Cpu {
+            at: Instant::now(),
+            processes: pids.map(|pid| pid.and_then(Cpu::process)),
+            machine: Cpu::machine().0,
+        }
+    }
+
+    fn since(&self, before: &Cpu) -> CpuUsed {
+        let mut processes = self.processes;
+        for (now, then) in processes.iter_mut().zip(before.processes) {
+            *now = now.zip(then).map(|(now, then)| now.saturating_sub(then));
+        }
+        CpuUsed {
+            processes,
+            machine: self.machine.saturating_sub(before.machine),
+            wall: self.at - before.at,
+        }
+    }
+
+    /// What process `pid` has used, all its threads, user and system.
+    fn process(pid: u32) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The fields after the command name, which is in parentheses and may hold spaces:
+        // utime and stime, fields 14 and 15 of the line, are the 12th and 13th of these.
+        let mut fields = stat[stat.rfind(')')? + 2..].split(' ').skip(11);
+        let mut ticks = || fields.next()?.parse::<u64>().ok();
+        Some(Duration::from_millis((ticks()? + ticks()?) * TICK_MS))
+    }
+
+    /// What the whole machine has spent busy since it booted (all but idle, I/O wait and
+    /// steal: time a hypervisor gave elsewhere), and how many CPUs it has.
+    fn machine() -> (Duration, usize) {
+        let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("cpu "))
+            .expect("the cpu line")
+            .split_whitespace()
+            .map(|field| field.parse().expect("ticks"))
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest time is within user).
+        let busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6];
+        let cpus = stat
+            .lines()
+            .filter(|line| line.starts_with("cpu") && !line.starts_with("cpu "))
+            .count();
+        (Duration::from_millis(busy * TICK_MS), cpus)
+    }
 }
 
-/// The CPU time the whole machine has spent busy (all but idle and I/O wait) since it booted.
-fn machine_busy() -> Duration {
-    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
-    let ticks: Vec<u64> = stat
-        .lines()
-        .next()
-        .and_then(|line| line.strip_prefix("cpu "))
-        .expect("the cpu line")
-        .split_whitespace()
-        .map(|field| field.parse().expect("ticks"))
-        .collect();
-    // user nice system idle iowait irq softirq steal ...: leave idle and iowait out.
-    let busy: u64 = ticks.iter().take(8).sum::<u64>() - ticks[3] - ticks[4];
-    Duration::from_millis(busy * TICK_MS)
+impl CpuUsed {
+    /// The CPUs kept busy on average: by the processes read, and by the whole machine.
+    fn busy(&self) -> (f64, f64) {
+        let wall = self.wall.as_secs_f64();
+        let processes: Duration = self.processes.iter().flatten().sum();
+        (
+            processes.as_secs_f64() / wall,
+            self.machine.as_secs_f64() / wall,
+        )
+    }
 }
 
 /// 32 classic containers (one invocation at a time each) against 20 connections, directly
