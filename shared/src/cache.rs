@@ -12,7 +12,6 @@
 
 use std::hash::Hash;
 use std::mem::size_of;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,7 @@ use quick_cache::Weighter;
 use serde_json::Value;
 
 use crate::db::lock;
+use crate::metrics::Tally;
 
 /// An estimate of the memory a value holds: its own size and what it owns on the heap.
 pub trait Footprint {
@@ -82,9 +82,6 @@ pub struct TtlCache<K, V> {
     entries: Cache<K, Entry<V>, ByFootprint>,
     hit_ttl: Duration,
     miss_ttl: Duration,
-    /// Lookups so far that found an entry, and that found none: the invocation's metrics.
-    hits: AtomicU64,
-    misses: AtomicU64,
     /// Writes so far. Held while a write changes the entries and while a read's answer is
     /// checked and kept, so the two cannot interleave.
     generation: Mutex<u64>,
@@ -115,8 +112,6 @@ where
             } else {
                 miss_ttl
             },
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
             generation: Mutex::new(0),
         }
     }
@@ -134,14 +129,13 @@ where
     }
 
     /// `Some(Some(v))` a cached value, `Some(None)` a cached miss, `None` not cached.
+    /// Counted in the call's metrics.
     pub fn get(&self, key: &K) -> Option<Option<V>> {
         let found = self.lookup(key);
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        Tally::count(|tally| match found {
+            Some(_) => tally.cache_hits += 1,
+            None => tally.cache_misses += 1,
+        });
         found
     }
 
@@ -152,14 +146,6 @@ where
             return None;
         }
         Some(entry.found)
-    }
-
-    /// Lookups so far: (found an entry, found none).
-    pub fn lookups(&self) -> (u64, u64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
-        )
     }
 
     /// Remembers what a read that began at `seen` found, unless a write came in since.
@@ -333,18 +319,31 @@ mod tests {
         assert_eq!(cache.get(&"soon"), None);
     }
 
-    #[test]
-    fn lookups_count_what_was_found_and_what_was_not() {
+    #[tokio::test]
+    async fn lookups_count_what_was_found_and_what_was_not() {
         let cache = TtlCache::new(10, MIB, Duration::from_millis(100), LONG);
         cache.insert_read(cache.generation(), "hit", Some(1), None);
         cache.insert_read(cache.generation(), "miss", None, None);
-        cache.get(&"hit");
-        cache.get(&"miss"); // a remembered miss is found in the cache: a hit
-        cache.get(&"never");
-        assert_eq!(cache.lookups(), (2, 1));
-        std::thread::sleep(Duration::from_millis(150));
-        cache.get(&"hit"); // expired
-        assert_eq!(cache.lookups(), (2, 2));
+        async fn counted(lookups: impl FnOnce()) -> Tally {
+            Tally::kept_for(async {
+                lookups();
+                Tally::of_this_call()
+            })
+            .await
+        }
+        let lookups = counted(|| {
+            cache.get(&"hit");
+            cache.get(&"miss"); // a remembered miss is found in the cache: a hit
+            cache.get(&"never");
+        })
+        .await;
+        assert_eq!((lookups.cache_hits, lookups.cache_misses), (2, 1));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let expired = counted(|| {
+            cache.get(&"hit");
+        })
+        .await;
+        assert_eq!((expired.cache_hits, expired.cache_misses), (0, 1));
     }
 
     #[test]

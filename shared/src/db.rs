@@ -2,7 +2,7 @@
 //! by every later call, re-opened when it has dropped.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use tokio_postgres::{Client, Row, Statement};
 use crate::config::{Config, ConfigError};
 use crate::error::{from_db, is_connection_error, Error};
 use crate::login::Login;
+use crate::metrics::Tally;
 use crate::tls::Refused;
 
 /// Whether a call may be sent a second time after its connection failed under it. A call whose
@@ -50,8 +51,8 @@ pub struct Database {
     idle_check_after: Duration,
     prepared_statements: bool,
     open: Mutex<Option<Open>>,
-    /// Connections opened so far, for the invocation's metrics (reconnects).
-    opened: AtomicU64,
+    /// Whether a connection was ever opened: any later one is a reconnect, in the metrics.
+    opened_once: AtomicBool,
 }
 
 /// The open connection and when a call last took it.
@@ -105,13 +106,8 @@ impl Database {
             idle_check_after: config.connection_idle_check,
             prepared_statements: config.prepared_statements,
             open: Mutex::new(None),
-            opened: AtomicU64::new(0),
+            opened_once: AtomicBool::new(false),
         })
-    }
-
-    /// Connections opened so far by this container.
-    pub fn connections_opened(&self) -> u64 {
-        self.opened.load(Ordering::Relaxed)
     }
 
     /// Runs `query` on the connection within the query time limit. A connection found dead
@@ -309,7 +305,9 @@ impl Database {
             answered: AtomicU64::new(0),
             last_cancel: std::sync::Mutex::new(None),
         });
-        self.opened.fetch_add(1, Ordering::Relaxed);
+        if self.opened_once.swap(true, Ordering::Relaxed) {
+            Tally::count(|tally| tally.reconnects += 1);
+        }
         *slot = Some(Open {
             client: client.clone(),
             last_used: Instant::now(),

@@ -9,7 +9,9 @@
 //! The line holds names, counts and times, and a failure's message, which never carries the
 //! values of a call (see `error.rs`): never a nonce, a session or a secret.
 
+use std::cell::Cell;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -192,36 +194,47 @@ fn epoch_ms_now() -> u64 {
         .map_or(0, |now| now.as_millis() as u64)
 }
 
-/// What a container has counted so far. The difference between two snapshots taken around an
-/// invocation is that invocation's share (a container runs one invocation at a time).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub cache_hits: u64,
-    pub cache_misses: u64,
-    pub connections_opened: u64,
+tokio::task_local! {
+    static THIS_CALL: Cell<Tally>;
 }
 
-impl Counters {
-    /// Whether the invocation since `before` was answered from a cache; `None` when it
-    /// consulted none. A lookup that missed at any point (an entry expired, or dropped when
-    /// another container's change was seen) went to the database: a miss.
-    pub fn cache_hit_since(&self, before: &Counters) -> Option<bool> {
-        let hits = self.cache_hits.saturating_sub(before.cache_hits);
-        let misses = self.cache_misses.saturating_sub(before.cache_misses);
-        (hits + misses > 0).then_some(misses == 0)
+/// What one call did that its metrics report. Each call counts its own (a task-local), so
+/// calls running concurrently in one container never count each other's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Cache lookups that found an entry (a remembered miss included), and that found none.
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    /// Connections opened to replace one found dead or broken; the container's first
+    /// connection is no reconnect.
+    pub reconnects: u64,
+}
+
+impl Tally {
+    /// Runs `call` with a tally of its own, read inside it with `of_this_call`.
+    pub async fn kept_for<F: Future>(call: F) -> F::Output {
+        THIS_CALL.scope(Cell::default(), call).await
     }
 
-    /// Connections opened since `before` to replace one found dead or broken; the
-    /// container's first connection is no reconnect.
-    pub fn reconnects_since(&self, before: &Counters) -> u64 {
-        let opened = self
-            .connections_opened
-            .saturating_sub(before.connections_opened);
-        if before.connections_opened == 0 {
-            opened.saturating_sub(1)
-        } else {
-            opened
-        }
+    /// What the call under way has counted so far; nothing outside `kept_for`.
+    pub fn of_this_call() -> Tally {
+        THIS_CALL.try_with(Cell::get).unwrap_or_default()
+    }
+
+    /// Counts into the call under way's tally, if it keeps one.
+    pub(crate) fn count(change: impl FnOnce(&mut Tally)) {
+        let _ = THIS_CALL.try_with(|tally| {
+            let mut counted = tally.get();
+            change(&mut counted);
+            tally.set(counted);
+        });
+    }
+
+    /// Whether the call was answered from a cache; `None` when it consulted none. A lookup
+    /// that missed at any point (an entry expired, or dropped when another container's
+    /// change was seen) went to the database: a miss.
+    pub fn cache_hit(&self) -> Option<bool> {
+        (self.cache_hits + self.cache_misses > 0).then_some(self.cache_misses == 0)
     }
 }
 
@@ -229,32 +242,30 @@ impl Counters {
 mod tests {
     use super::*;
 
-    fn counters(cache_hits: u64, cache_misses: u64, connections_opened: u64) -> Counters {
-        Counters {
+    #[test]
+    fn a_call_is_a_cache_hit_only_when_no_lookup_missed() {
+        let tally = |cache_hits, cache_misses| Tally {
             cache_hits,
             cache_misses,
-            connections_opened,
-        }
-    }
-
-    #[test]
-    fn an_invocation_is_a_cache_hit_only_when_no_lookup_missed() {
-        let before = counters(10, 5, 1);
-        assert_eq!(counters(10, 5, 1).cache_hit_since(&before), None);
-        assert_eq!(counters(11, 5, 1).cache_hit_since(&before), Some(true));
-        assert_eq!(counters(10, 6, 1).cache_hit_since(&before), Some(false));
+            reconnects: 0,
+        };
+        assert_eq!(tally(0, 0).cache_hit(), None);
+        assert_eq!(tally(1, 0).cache_hit(), Some(true));
+        assert_eq!(tally(0, 1).cache_hit(), Some(false));
         // A hit, then the change check emptied the cache and the second lookup missed.
-        assert_eq!(counters(11, 6, 1).cache_hit_since(&before), Some(false));
+        assert_eq!(tally(1, 1).cache_hit(), Some(false));
     }
 
     #[test]
-    fn the_first_connection_of_a_container_is_no_reconnect() {
-        let fresh = counters(0, 0, 0);
-        assert_eq!(counters(0, 0, 1).reconnects_since(&fresh), 0);
-        assert_eq!(counters(0, 0, 2).reconnects_since(&fresh), 1);
-        let warm = counters(0, 0, 1);
-        assert_eq!(counters(0, 0, 1).reconnects_since(&warm), 0);
-        assert_eq!(counters(0, 0, 2).reconnects_since(&warm), 1);
+    fn counts_go_to_the_call_that_keeps_a_tally_and_nowhere_else() {
+        Tally::count(|tally| tally.reconnects += 1);
+        assert_eq!(Tally::of_this_call(), Tally::default());
+        let counted = THIS_CALL.sync_scope(Cell::default(), || {
+            Tally::count(|tally| tally.cache_hits += 1);
+            Tally::count(|tally| tally.cache_hits += 1);
+            Tally::of_this_call()
+        });
+        assert_eq!(counted.cache_hits, 2);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use lti_storage::access::Surface;
-use lti_storage::metrics::{Counters, Dimensions, Emitter, Line, Metric};
+use lti_storage::metrics::{Dimensions, Emitter, Line, Metric, Tally};
 use lti_storage::{Error, Request, Storage};
 use serde_json::Value;
 
@@ -48,7 +48,9 @@ async fn serve() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Value>| async move {
         let surface = Surface::of_invoked_arn(&event.context.invoked_function_arn);
         let invocation = Invocation::start(storage, emitter, &event.context.request_id);
-        handle(&invocation, surface, event.payload).await
+        // Each invocation counts its own cache lookups and reconnects, also when others run
+        // beside it on this container.
+        Tally::kept_for(handle(&invocation, surface, event.payload)).await
     }))
     .await
 }
@@ -78,13 +80,12 @@ async fn handle(
     result.map_err(Into::into)
 }
 
-/// An invocation under way: when it started, and what the container had counted then.
+/// An invocation under way, and when it started.
 struct Invocation<'a> {
     storage: &'a Storage,
     emitter: &'a Emitter,
     request_id: &'a str,
     started: Instant,
-    before: Counters,
 }
 
 impl<'a> Invocation<'a> {
@@ -94,7 +95,6 @@ impl<'a> Invocation<'a> {
             emitter,
             request_id,
             started: Instant::now(),
-            before: storage.counters(),
         }
     }
 
@@ -102,16 +102,15 @@ impl<'a> Invocation<'a> {
     /// connections it had to open again, and its error.
     fn finish(&self, op: &str, error: Option<&Error>, properties: &[(&'static str, u64)]) {
         let duration = self.started.elapsed();
-        let after = self.storage.counters();
+        let tally = Tally::of_this_call();
         let mut metrics = Vec::with_capacity(4);
         metrics.push(Metric::count("Calls", 1));
         metrics.push(Metric::micros("Duration", duration));
-        if let Some(hit) = after.cache_hit_since(&self.before) {
+        if let Some(hit) = tally.cache_hit() {
             metrics.push(Metric::count("CacheHit", u64::from(hit)));
         }
-        let reconnects = after.reconnects_since(&self.before);
-        if reconnects > 0 {
-            metrics.push(Metric::count("Reconnects", reconnects));
+        if tally.reconnects > 0 {
+            metrics.push(Metric::count("Reconnects", tally.reconnects));
         }
         self.emitter.emit(&Line {
             op,

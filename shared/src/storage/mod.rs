@@ -15,7 +15,6 @@ use uuid::Uuid;
 use crate::cache::TtlCache;
 use crate::config::{Config, ConfigError};
 use crate::db::Database;
-use crate::metrics::Counters;
 use crate::model::LaunchConfig;
 
 use clients::ChangeWatch;
@@ -80,17 +79,6 @@ impl Storage {
     /// The estimated memory the launch-config and session caches hold now, in bytes.
     pub fn cached_bytes(&self) -> (u64, u64) {
         (self.launch_configs.weight(), self.sessions.weight())
-    }
-
-    /// What this container has counted so far, for the invocation's metrics.
-    pub fn counters(&self) -> Counters {
-        let (launch_config_hits, launch_config_misses) = self.launch_configs.lookups();
-        let (session_hits, session_misses) = self.sessions.lookups();
-        Counters {
-            cache_hits: launch_config_hits + session_hits,
-            cache_misses: launch_config_misses + session_misses,
-            connections_opened: self.db.connections_opened(),
-        }
     }
 
     pub fn cleanup_batch_size(&self) -> u32 {

@@ -2,12 +2,14 @@
 //! they share its one connection, pipelined, and what holds for one call at a time holds for
 //! 64 at once: one connection (also across a reconnect), one reconnect when it breaks, nonces
 //! consumed once, statements prepared without errors, caches within their bounds and never
-//! serving what a write replaced, cleanup, and each call's own time limit.
+//! serving what a write replaced, cleanup, each call's own time limit, and each call's own
+//! metrics.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lti_storage::metrics::Tally;
 use lti_storage::{Error, ErrorKind, Storage};
 use serde_json::{json, Value};
 use test_support::proxy::Proxy;
@@ -37,25 +39,35 @@ fn name_for(db: &TestDb, what: &str) -> String {
     format!("{what}_{}", &db.schema[2..14])
 }
 
-/// Sends every payload at once, each as a task of its own as concurrent invocations are.
-fn send_all(storage: &Arc<Storage>, payloads: &[Value]) -> Vec<tokio::task::JoinHandle<Answer>> {
+/// Sends every payload at once, each as a task of its own with its own metrics' tally, as
+/// the storage function runs concurrent invocations.
+fn send_all(storage: &Arc<Storage>, payloads: &[Value]) -> Vec<Sent> {
     payloads
         .iter()
         .map(|payload| {
             let (storage, payload) = (storage.clone(), payload.clone());
-            tokio::spawn(async move { call(&storage, payload).await })
+            tokio::spawn(Tally::kept_for(async move {
+                (call(&storage, payload).await, Tally::of_this_call())
+            }))
         })
         .collect()
 }
 
 type Answer = Result<Value, Error>;
+type Sent = tokio::task::JoinHandle<(Answer, Tally)>;
 
-async fn answers(calls: Vec<tokio::task::JoinHandle<Answer>>) -> Vec<Answer> {
+/// Each call's answer, and what it counted for its metrics.
+async fn answers_and_tallies(calls: Vec<Sent>) -> Vec<(Answer, Tally)> {
     let mut answers = Vec::with_capacity(calls.len());
     for call in calls {
         answers.push(call.await.expect("no call panics"));
     }
     answers
+}
+
+async fn answers(calls: Vec<Sent>) -> Vec<Answer> {
+    let answered = answers_and_tallies(calls).await;
+    answered.into_iter().map(|(answer, _)| answer).collect()
 }
 
 async fn all_at_once(storage: &Arc<Storage>, payloads: &[Value]) -> Vec<Answer> {
@@ -276,10 +288,19 @@ async fn a_connection_broken_under_64_calls_is_opened_again_once_and_no_call_fai
     until_waiting_on_a_lock(&admin, &name, 1, &held).await;
     holder.batch_execute("COMMIT").await.unwrap();
 
-    let held = answers(held).await.remove(0);
+    let (held, held_tally) = answers_and_tallies(held).await.remove(0);
     assert_eq!(held.expect("the first call succeeds"), json!(true));
-    assert_answers(&answers(others).await, &calls);
+    let (others, tallies): (Vec<Answer>, Vec<Tally>) =
+        answers_and_tallies(others).await.into_iter().unzip();
+    assert_answers(&others, &calls);
     assert_eq!(proxy.accepted(), 2, "opened again once");
+    let reconnects: Vec<u64> = tallies.iter().map(|tally| tally.reconnects).collect();
+    assert_eq!(
+        held_tally.reconnects + reconnects.iter().sum::<u64>(),
+        1,
+        "one call's metrics count the reconnect: {} {reconnects:?}",
+        held_tally.reconnects
+    );
     assert_eq!(
         backends.most().await,
         1,
@@ -400,6 +421,43 @@ async fn caches_stay_within_their_capacity_and_never_keep_what_a_concurrent_writ
         }
         let config = ok(&storage, launch_config(round)).await;
         assert_eq!(config["authUrl"], auth_url, "round {round}");
+    }
+}
+
+/// The storage function writes `CacheHit` for each invocation from its own tally: a call
+/// answered from the cache says hit, one that went to the database says miss, whatever the
+/// 63 others in flight beside it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_of_64_calls_in_flight_counts_its_own_cache_lookups() {
+    let db = TestDb::migrated().await;
+    let storage = Arc::new(db.storage_with(&[("CHANGE_CHECK_INTERVAL_MS", "900000")]));
+    let configs = register(&storage, 1).await;
+    ok(&storage, launch_config(0)).await;
+    for round in 0..8 {
+        // Cached launch configs, sessions nobody stored (each a miss, then remembered), and
+        // calls no cache answers.
+        let calls: Vec<(Value, Value, Option<bool>)> = (0..IN_FLIGHT)
+            .map(|i| match i % 3 {
+                0 => (launch_config(0), configs[0].clone(), Some(true)),
+                1 => (
+                    json!({"op": "getSession", "sessionId": uuid::Uuid::new_v4().to_string()}),
+                    Value::Null,
+                    Some(false),
+                ),
+                _ => (
+                    store_nonce(&format!("tally-{round}-{i}")),
+                    Value::Null,
+                    None,
+                ),
+            })
+            .collect();
+        let payloads: Vec<Value> = calls.iter().map(|(payload, ..)| payload.clone()).collect();
+        let sent = answers_and_tallies(send_all(&storage, &payloads)).await;
+        for ((answer, tally), (payload, expected, hit)) in sent.iter().zip(&calls) {
+            assert_eq!(answer.as_ref().ok(), Some(expected), "{payload}");
+            assert_eq!(tally.cache_hit(), *hit, "round {round}: {payload}");
+            assert_eq!(tally.reconnects, 0);
+        }
     }
 }
 

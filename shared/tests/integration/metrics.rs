@@ -1,10 +1,10 @@
-//! The metrics line: every shape of it is valid Embedded Metric Format, and the counters it is
-//! made from tell a cache hit from a miss and count reconnects, on a real PostgreSQL. (The
-//! lines the functions write through the runtime loop: the e2e tests.)
+//! The metrics line: every shape of it is valid Embedded Metric Format, and each call's tally
+//! it is made from tells a cache hit from a miss and counts reconnects, on a real PostgreSQL.
+//! (The lines the functions write through the runtime loop: the e2e tests.)
 
 use std::time::Duration;
 
-use lti_storage::metrics::{Dimensions, Emitter, Line, Metric};
+use lti_storage::metrics::{Dimensions, Emitter, Line, Metric, Tally};
 use lti_storage::{Error, ErrorKind};
 use serde_json::json;
 use test_support::emf;
@@ -143,8 +143,17 @@ fn a_cleanup_line_publishes_per_op_only() {
     }
 }
 
+/// What `call` counted for its metrics.
+async fn tally_of(storage: &lti_storage::Storage, payload: serde_json::Value) -> Tally {
+    Tally::kept_for(async {
+        call(storage, payload).await.expect("the call succeeds");
+        Tally::of_this_call()
+    })
+    .await
+}
+
 #[tokio::test]
-async fn the_counters_tell_a_cache_hit_from_a_miss_and_count_reconnects() {
+async fn a_call_counts_its_cache_hit_or_miss_and_its_reconnects() {
     let db = TestDb::migrated().await;
     let name = format!("metrics_{}", db.schema);
     let storage = db.storage_with(&[(
@@ -154,37 +163,22 @@ async fn the_counters_tell_a_cache_hit_from_a_miss_and_count_reconnects() {
     let launch = json!({"op": "getLaunchConfig", "iss": "https://metrics.example",
                         "clientId": "c", "deploymentId": "d"});
 
-    let before = storage.counters();
-    call(&storage, launch.clone()).await.unwrap();
-    let after = storage.counters();
+    let first = tally_of(&storage, launch.clone()).await;
     assert_eq!(
-        after.cache_hit_since(&before),
+        first.cache_hit(),
         Some(false),
         "a miss: the database answered"
     );
-    assert_eq!(
-        after.reconnects_since(&before),
-        0,
-        "the first connection is no reconnect"
-    );
+    assert_eq!(first.reconnects, 0, "the first connection is no reconnect");
 
-    let before = after;
-    call(&storage, launch).await.unwrap();
-    let after = storage.counters();
-    assert_eq!(
-        after.cache_hit_since(&before),
-        Some(true),
-        "the remembered miss"
-    );
+    let again = tally_of(&storage, launch).await;
+    assert_eq!(again.cache_hit(), Some(true), "the remembered miss");
 
-    let before = after;
-    call(&storage, json!({"op": "listClients"})).await.unwrap();
-    let after = storage.counters();
-    assert_eq!(after.cache_hit_since(&before), None, "no cache consulted");
-    assert_eq!(after.reconnects_since(&before), 0);
+    let list = tally_of(&storage, json!({"op": "listClients"})).await;
+    assert_eq!(list.cache_hit(), None, "no cache consulted");
+    assert_eq!(list.reconnects, 0);
 
     assert_eq!(db.terminate(&name).await, 1);
-    let before = storage.counters();
-    call(&storage, json!({"op": "listClients"})).await.unwrap();
-    assert_eq!(storage.counters().reconnects_since(&before), 1);
+    let after_terminate = tally_of(&storage, json!({"op": "listClients"})).await;
+    assert_eq!(after_terminate.reconnects, 1);
 }
