@@ -21,8 +21,18 @@ shift 2
 find_pgbouncer() { PATH="$PATH:/usr/sbin:/usr/local/sbin" command -v pgbouncer; }
 if ! pgbouncer=$(find_pgbouncer); then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-    log "installing PgBouncer with apt-get"
-    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >&2
+    # Tests start several PgBouncers at once: one installs, the others wait for it (apt
+    # refuses a second apt running beside the first).
+    lock="$(cd "$(dirname "$0")/.." && pwd)/target/pgbouncer-install.lock"
+    mkdir -p "$(dirname "$lock")"
+    exec 9>"$lock"
+    flock 9
+    if ! find_pgbouncer >/dev/null; then
+      log "installing PgBouncer with apt-get"
+      apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >&2
+    fi
+    flock -u 9
+    exec 9>&-
   fi
   pgbouncer=$(find_pgbouncer) || {
     log "PgBouncer not found. Install it with:"
