@@ -534,6 +534,10 @@ async fn a_call_stuck_on_a_row_lock_is_cancelled_at_its_limit_and_holds_up_no_ot
         })
         .collect();
     let payloads: Vec<Value> = calls.iter().map(|(payload, _)| payload.clone()).collect();
+    // Sent half-way through the stuck call's limit, so that theirs end well after it: what
+    // frees them is its cancel (a connection the server forks a backend for, slow on a loaded
+    // machine), not their own limits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let others = send_all(&storage, &payloads);
 
     let err = answers(held).await.remove(0).unwrap_err();
