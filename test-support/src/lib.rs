@@ -15,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use lti_storage::config::ConfigError;
 use lti_storage::input::Timestamp;
+use lti_storage::metrics::Tally;
 use lti_storage::model::NewClient;
 use lti_storage::{Config, Error, Request, Storage};
 use serde_json::{json, Value};
@@ -218,6 +219,12 @@ pub fn free_port() -> u16 {
 pub async fn call(storage: &Storage, payload: Value) -> Result<Value, Error> {
     let request = Request::from_payload(payload)?;
     storage.handle(request).await
+}
+
+/// `call` with a metrics tally of its own, as the storage function keeps one per invocation:
+/// its result, and what it counted.
+pub async fn call_tallied(storage: &Storage, payload: Value) -> (Result<Value, Error>, Tally) {
+    Tally::kept_for(async { (call(storage, payload).await, Tally::of_this_call()) }).await
 }
 
 /// The result of a payload that must succeed.

@@ -13,7 +13,9 @@ use lti_storage::metrics::Tally;
 use lti_storage::{Error, ErrorKind, Storage};
 use serde_json::{json, Value};
 use test_support::proxy::Proxy;
-use test_support::{call, client_json, new_client, ok, session_data, with_param, TestDb};
+use test_support::{
+    call, call_tallied, client_json, new_client, ok, session_data, with_param, TestDb,
+};
 
 use super::faults::{lock_nonce, store_for_an_hour, until_waiting_on_a_lock, waiting_on_a_lock};
 
@@ -46,9 +48,7 @@ fn send_all(storage: &Arc<Storage>, payloads: &[Value]) -> Vec<Sent> {
         .iter()
         .map(|payload| {
             let (storage, payload) = (storage.clone(), payload.clone());
-            tokio::spawn(Tally::kept_for(async move {
-                (call(&storage, payload).await, Tally::of_this_call())
-            }))
+            tokio::spawn(async move { call_tallied(&storage, payload).await })
         })
         .collect()
 }

@@ -8,7 +8,7 @@ use lti_storage::metrics::{Dimensions, Emitter, Line, Metric, Tally};
 use lti_storage::{Error, ErrorKind};
 use serde_json::json;
 use test_support::emf;
-use test_support::{call, with_param, TestDb};
+use test_support::{call_tallied, with_param, TestDb};
 
 const NOW_MS: u64 = 1_767_225_600_000;
 
@@ -145,11 +145,9 @@ fn a_cleanup_line_publishes_per_op_only() {
 
 /// What `call` counted for its metrics.
 async fn tally_of(storage: &lti_storage::Storage, payload: serde_json::Value) -> Tally {
-    Tally::kept_for(async {
-        call(storage, payload).await.expect("the call succeeds");
-        Tally::of_this_call()
-    })
-    .await
+    let (answer, tally) = call_tallied(storage, payload).await;
+    answer.expect("the call succeeds");
+    tally
 }
 
 #[tokio::test]
