@@ -13,7 +13,6 @@
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use lti_storage::db::Retry;
 use lti_storage::request::{NoArgs, OPS};
 use lti_storage::{Request, Storage};
 use postgres_types::Type;
@@ -553,7 +552,7 @@ impl Measured {
 async fn bare_round_trip(storage: &Storage) {
     storage
         .database()
-        .run(Retry::Safe, "bench", |db| async move {
+        .run("bench", |db| async move {
             db.query("SELECT $1::int4", &[(&1i32, Type::INT4)]).await
         })
         .await

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use postgres_types::Type;
 
-use crate::db::{column, Retry};
+use crate::db::column;
 use crate::error::Result;
 use crate::model::CleanupCounts;
 use crate::storage::Storage;
@@ -51,7 +51,7 @@ pub async fn cleanup(storage: &Storage, deadline: Instant) -> Result<CleanupOutc
             let sql = &sql;
             let row = storage
                 .database()
-                .run(Retry::Safe, "cleanup", |db| async move {
+                .run("cleanup", |db| async move {
                     db.query_one(sql, &[(&batch_size, Type::INT8)]).await
                 })
                 .await?;

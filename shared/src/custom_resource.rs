@@ -23,7 +23,6 @@ use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
 use crate::config::ConfigError;
-use crate::db::Retry;
 use crate::error::{Error, ErrorKind};
 use crate::migrate::{migrate, MIGRATIONS};
 use crate::storage::Storage;
@@ -174,7 +173,7 @@ async fn apply(
     // First reach the database: a failure here is the network or the login, and says so.
     let reached = storage
         .database()
-        .run(Retry::Safe, "connection check", |db| async move {
+        .run("connection check", |db| async move {
             db.query("SELECT 1", &[]).await
         })
         .await;

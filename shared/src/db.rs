@@ -21,29 +21,6 @@ use crate::login::Login;
 use crate::metrics::Tally;
 use crate::tls::Refused;
 
-/// Whether a call may be sent a second time after its connection failed under it. A call whose
-/// blind repetition could answer differently from the first attempt is never sent twice as it
-/// was: it is `Never`, or it goes through `Database::run_recognising`, whose repeat is a
-/// different statement that recognises what the first attempt may have left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retry {
-    /// Reads, and writes whose repetition leaves the same rows (deletes, updates to given
-    /// values, inserts keyed by an id chosen before the first attempt).
-    Safe,
-    /// Work whose repetition could go wrong and cannot tell what the first attempt did
-    /// (migrations).
-    Never,
-}
-
-impl Retry {
-    fn attempts(self) -> u32 {
-        match self {
-            Retry::Safe => 2,
-            Retry::Never => 1,
-        }
-    }
-}
-
 pub struct Database {
     login: Login,
     connect_timeout: Duration,
@@ -111,11 +88,12 @@ impl Database {
     }
 
     /// Runs `query` on the connection within the query time limit. A connection found dead
-    /// is replaced; the call is repeated once on the new one when `retry` allows it.
-    /// `what` names the subject of the call in error messages.
+    /// is replaced, and the call is repeated once on the new one: `query` must be a read, or
+    /// a write whose repetition leaves the same rows (deletes, updates to given values,
+    /// inserts keyed by an id chosen before the first attempt). `what` names the subject of
+    /// the call in error messages.
     pub async fn run<T, E, Q>(
         &self,
-        retry: Retry,
         what: &str,
         query: impl Fn(Arc<Connection>) -> Q,
     ) -> Result<T, Error>
@@ -123,26 +101,8 @@ impl Database {
         Q: Future<Output = Result<T, E>>,
         E: Into<QueryError>,
     {
-        self.run_with_time_limit(self.query_timeout, retry, what, query)
+        self.run_attempts(what, |connection, _| query(connection))
             .await
-    }
-
-    /// `run` with a time limit of its own, for work longer than one query (migrations).
-    pub async fn run_with_time_limit<T, E, Q>(
-        &self,
-        limit: Duration,
-        retry: Retry,
-        what: &str,
-        query: impl Fn(Arc<Connection>) -> Q,
-    ) -> Result<T, Error>
-    where
-        Q: Future<Output = Result<T, E>>,
-        E: Into<QueryError>,
-    {
-        self.run_attempts(limit, retry.attempts(), what, |connection, _| {
-            query(connection)
-        })
-        .await
     }
 
     /// `run` for a write that a blind repeat would answer wrongly (storing or consuming a
@@ -158,11 +118,11 @@ impl Database {
         Q: Future<Output = Result<T, E>>,
         E: Into<QueryError>,
     {
-        self.run_attempts(self.query_timeout, 2, what, query).await
+        self.run_attempts(what, query).await
     }
 
-    /// Runs `query` up to `attempts` times, each on a connection found alive, the next only
-    /// after the previous one's connection failed or went silent.
+    /// Runs `query` up to twice, each on a connection found alive, the second only after the
+    /// first one's connection failed or went silent.
     ///
     /// Calls in flight at once share the connection, which PostgreSQL runs one statement at a
     /// time: a call stuck past its time limit (waiting for a row lock, say) holds up those
@@ -170,8 +130,6 @@ impl Database {
     /// connection is kept, unless nothing at all comes back on it (see `Database::answer`).
     async fn run_attempts<T, E, Q>(
         &self,
-        limit: Duration,
-        attempts: u32,
         what: &str,
         query: impl Fn(Arc<Connection>, bool) -> Q,
     ) -> Result<T, Error>
@@ -179,6 +137,8 @@ impl Database {
         Q: Future<Output = Result<T, E>>,
         E: Into<QueryError>,
     {
+        const ATTEMPTS: u32 = 2;
+        let limit = self.query_timeout;
         let mut attempt = 0;
         // Whether this call was sent again after another call's cancel request hit it.
         let mut resent = false;
@@ -204,7 +164,7 @@ impl Database {
                     // that call's own statement had ended: this statement was rolled back,
                     // so sending it again does what the caller asked. (Without a cancel of
                     // ours about, it was the server's statement_timeout: final.)
-                    if client.cancelled_within(CANCEL_LANDING) && attempts > 1 && !resent {
+                    if client.cancelled_within(CANCEL_LANDING) && !resent {
                         resent = true;
                         continue;
                     }
@@ -220,7 +180,7 @@ impl Database {
             // The connection is broken or silent: never reuse it.
             self.discard(&client).await;
             attempt += 1;
-            if attempt == attempts {
+            if attempt == ATTEMPTS {
                 return Err(failure);
             }
             tracing::info!(what, "retrying on a fresh database connection");
@@ -331,6 +291,13 @@ impl Database {
         {
             *slot = None;
         }
+    }
+
+    /// A connection of the caller's own, with the same login, not shared with other calls;
+    /// it closes when the client is dropped. For work that must not share its session
+    /// (a transaction across statements: migrations).
+    pub async fn connect_own(&self) -> Result<Client, Error> {
+        self.connect().await
     }
 
     async fn connect(&self) -> Result<Client, Error> {

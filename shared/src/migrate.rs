@@ -2,11 +2,12 @@
 
 use std::time::{Duration, Instant};
 
+use tokio::time::timeout;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use crate::db::{Database, Retry};
-use crate::error::Error;
+use crate::db::Database;
+use crate::error::{from_db, Error};
 
 /// Every migration, in order: (version, SQL). The version is the file name without `.sql`.
 pub const MIGRATIONS: &[(&str, &str)] = &[
@@ -40,33 +41,27 @@ pub const INVOCATION_TIME_LIMIT: Duration = Duration::from_secs(25);
 /// Applies the migrations the database has not recorded yet, all in one transaction, within
 /// `time_limit`, and returns their versions (empty when the schema is current).
 ///
+/// On a connection of its own, closed afterwards: the container's shared connection carries
+/// the calls in flight beside this one (Lambda Managed Instances), which would otherwise run
+/// inside the migrations' transaction, and an error of one of them (a Conflict) would roll
+/// back both the migrations and writes already answered.
+///
 /// The server itself gives up before `time_limit` (lock and statement timeouts, which it
 /// counts per statement), so it rolls back and releases every lock even if this side is gone
-/// by then. Never repeated: DDL sent
+/// by then; closing the connection rolls back whatever is left. Never repeated: DDL sent
 /// again on a fresh connection could queue behind the first attempt's locks.
 pub async fn migrate(db: &Database, time_limit: Duration) -> Result<Vec<String>, Error> {
+    let client = db.connect_own().await?;
     let limits = Limits::new(time_limit);
-    db.run_with_time_limit(
-        time_limit,
-        Retry::Never,
-        "migration",
-        |connection| async move {
-            let client = connection.client();
-            match apply_missing(client, limits).await {
-                Ok(applied) => Ok(Ok(applied)),
-                Err(err) => {
-                    // Release the locks now and leave the shared connection usable; the
-                    // failure to report is `err`.
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    match limits.exceeded(&err) {
-                        Some(cause) => Ok(Err(cause.error(time_limit))),
-                        None => Err(err),
-                    }
-                }
-            }
-        },
-    )
-    .await?
+    match timeout(time_limit, apply_missing(&client, limits)).await {
+        Ok(Ok(applied)) => Ok(applied),
+        Ok(Err(err)) => Err(match limits.exceeded(&err) {
+            Some(cause) => cause.error(time_limit),
+            None => from_db(err, "migration"),
+        }),
+        // The server's own timeouts end first; this is a server that stopped answering.
+        Err(_) => Err(OutOfTime::Statement.error(time_limit)),
+    }
 }
 
 /// When the server stops waiting for locks and stops running statements.

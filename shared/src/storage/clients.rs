@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::Storage;
 use crate::cache::{Footprint, Generation};
-use crate::db::{column, lock, Retry};
+use crate::db::{column, lock};
 use crate::error::{Error, Result};
 use crate::input;
 use crate::model::{
@@ -141,7 +141,7 @@ impl Storage {
         let seen = self.launch_configs.generation();
         let row = self
             .db
-            .run(Retry::Safe, "launch config", |db| async move {
+            .run("launch config", |db| async move {
                 db.query_one(
                     "SELECT (SELECT version FROM lti_storage_changes) AS version",
                     &[],
@@ -173,7 +173,7 @@ impl Storage {
     pub async fn list_clients(&self) -> Result<Vec<Client>> {
         let rows = self
             .db
-            .run(Retry::Safe, "client", |db| async move {
+            .run("client", |db| async move {
                 db.query(
                     "SELECT id, name, iss, client_id, auth_url, token_url, jwks_url
                      FROM clients ORDER BY name, id",
@@ -193,7 +193,7 @@ impl Storage {
         // One round trip: the deployments come along as a JSON array.
         let row = self
             .db
-            .run(Retry::Safe, "client", |db| async move {
+            .run("client", |db| async move {
                 db.query_opt(
                     "SELECT c.id, c.name, c.iss, c.client_id, c.auth_url, c.token_url, c.jwks_url,
                             COALESCE((SELECT json_agg(json_build_object(
@@ -225,7 +225,7 @@ impl Storage {
         // (ON CONFLICT (id)) instead of adding a second one.
         let id = Uuid::new_v4();
         self.db
-            .run(Retry::Safe, "client", |db| async move {
+            .run("client", |db| async move {
                 db.query(
                     "INSERT INTO clients (id, name, iss, client_id, auth_url, token_url, jwks_url)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -262,7 +262,7 @@ impl Storage {
         // Returns the old (iss, clientId) too: cached launch configs under it must go.
         let row = self
             .db
-            .run(Retry::Safe, "client", |db| async move {
+            .run("client", |db| async move {
                 db.query_opt(
                     "WITH old AS (SELECT id, iss, client_id FROM clients WHERE id = $1 FOR UPDATE)
                      UPDATE clients c SET
@@ -300,7 +300,7 @@ impl Storage {
         let id = input::uuid("clientId", client_id)?;
         let row = self
             .db
-            .run(Retry::Safe, "client", |db| async move {
+            .run("client", |db| async move {
                 db.query_opt(
                     "WITH gone_deployments AS (DELETE FROM deployments WHERE client_id = $1)
                      DELETE FROM clients WHERE id = $1 RETURNING iss, client_id",
@@ -319,7 +319,7 @@ impl Storage {
         let id = input::uuid("clientId", client_id)?;
         let rows = self
             .db
-            .run(Retry::Safe, "deployment", |db| async move {
+            .run("deployment", |db| async move {
                 db.query(
                     "SELECT id, deployment_id, name, description, client_id
                      FROM deployments WHERE client_id = $1 ORDER BY deployment_id",
@@ -345,7 +345,7 @@ impl Storage {
         };
         let row = self
             .db
-            .run(Retry::Safe, "deployment", |db| async move {
+            .run("deployment", |db| async move {
                 db.query_opt(
                     "SELECT id, deployment_id, name, description, client_id
                      FROM deployments WHERE id = $1 AND client_id = $2",
@@ -379,7 +379,7 @@ impl Storage {
         let id = Uuid::new_v4();
         let owner = self
             .db
-            .run(Retry::Safe, "deployment", |db| async move {
+            .run("deployment", |db| async move {
                 db.query_opt(
                     "WITH owner AS (SELECT id, iss, client_id FROM clients WHERE id = $2),
                           added AS (
@@ -422,7 +422,7 @@ impl Storage {
         check_optional("deployment.description", description.flatten(), input::text)?;
         let row = self
             .db
-            .run(Retry::Safe, "deployment", |db| async move {
+            .run("deployment", |db| async move {
                 db.query_opt(
                     "WITH changed AS (
                          UPDATE deployments SET
@@ -458,7 +458,7 @@ impl Storage {
         let id = input::uuid("deploymentId", deployment_id)?;
         let owner = self
             .db
-            .run(Retry::Safe, "deployment", |db| async move {
+            .run("deployment", |db| async move {
                 db.query_opt(
                     "WITH gone AS (DELETE FROM deployments WHERE id = $2 AND client_id = $1
                                    RETURNING client_id)
@@ -504,7 +504,7 @@ impl Storage {
         let seen = self.launch_configs.generation();
         let row = self
             .db
-            .run(Retry::Safe, "launch config", |db| async move {
+            .run("launch config", |db| async move {
                 // Always one row: the change counter (NULL if its row is missing), with the
                 // launch config when found (read in the same snapshot, so the two agree).
                 // The exact deployment comes first; the `default` branch runs only when it

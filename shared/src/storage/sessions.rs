@@ -13,7 +13,6 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::Storage;
-use crate::db::Retry;
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::{self, Timestamp};
 
@@ -69,7 +68,7 @@ impl Storage {
         // The conditional upsert makes a repeat after a lost answer harmless.
         let row = self
             .db
-            .run(Retry::Safe, "session", |db| async move {
+            .run("session", |db| async move {
                 db.query_opt(
                     "INSERT INTO sessions (id, data, expires_at)
                      VALUES ($1, $2, now() + $3 * interval '1 second')
@@ -110,7 +109,7 @@ impl Storage {
         let seen = self.sessions.generation();
         let row = self
             .db
-            .run(Retry::Safe, "session", |db| async move {
+            .run("session", |db| async move {
                 db.query_opt(
                     "SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > now()",
                     &[(&id, Type::UUID)],
@@ -148,7 +147,7 @@ impl Storage {
         input::json("session", data)?;
         input::json_size("session", data, self.max_session_bytes)?;
         self.db
-            .run(Retry::Safe, "registration session", |db| async move {
+            .run("registration session", |db| async move {
                 db.query(
                     "INSERT INTO registration_sessions (id, data, expires_at) VALUES ($1, $2, $3)
                      ON CONFLICT (id) DO UPDATE
@@ -172,7 +171,7 @@ impl Storage {
         };
         let row = self
             .db
-            .run(Retry::Safe, "registration session", |db| async move {
+            .run("registration session", |db| async move {
                 db.query_opt(
                     "SELECT data FROM registration_sessions WHERE id = $1 AND expires_at > now()",
                     &[(&id, Type::UUID)],
@@ -188,7 +187,7 @@ impl Storage {
     pub async fn delete_registration_session(&self, session_id: &str) -> Result<()> {
         let id = input::uuid("sessionId", session_id)?;
         self.db
-            .run(Retry::Safe, "registration session", |db| async move {
+            .run("registration session", |db| async move {
                 db.query(
                     "DELETE FROM registration_sessions WHERE id = $1",
                     &[(&id, Type::UUID)],

@@ -887,3 +887,131 @@ async fn a_migration_statement_running_too_long_gives_up_in_time_and_holds_nothi
         versions()
     );
 }
+
+/// A migration run while calls are in flight in the same container (Lambda Managed
+/// Instances): it waits for another runner's lock, then applies one migration. The calls, sent
+/// while it waits, share none of its transaction: none waits for its lock, none gets its
+/// errors, and none is undone with it; a duplicate nonce among them (a Conflict) does not
+/// abort the migration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_migration_shares_no_transaction_with_the_calls_in_flight_beside_it() {
+    let db = TestDb::migrated().await;
+    let (last, _) = MIGRATIONS.last().expect("there are migrations");
+    db.sql()
+        .await
+        .execute(
+            &format!("DELETE FROM {MIGRATIONS_TABLE} WHERE version = $1"),
+            &[last],
+        )
+        .await
+        .expect("forget the last migration");
+    let (storage, name) = named_storage(&db);
+    let storage = std::sync::Arc::new(storage);
+    // Connected before the migration starts, as a warm container is.
+    ok(&storage, json!({"op": "validateNonce", "nonce": "warm-up"})).await;
+    let runner = db.sql().await;
+    runner
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await
+        .unwrap();
+    let migration = tokio::spawn({
+        let storage = storage.clone();
+        async move { test_support::call(&storage, json!({"op": "migrate"})).await }
+    });
+    let admin = db.sql().await;
+    while super::faults::waiting_on_a_lock(&admin, &name).await == 0 {
+        assert!(!migration.is_finished(), "the migration waits for the lock");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // 64 calls: 16 nonces stored twice (the second a Conflict), 16 consumed, 16 sessions.
+    let consumed: Vec<String> = (0..16).map(|i| format!("consumed-{i}")).collect();
+    for nonce in &consumed {
+        super::faults::store_for_an_hour(&db, nonce).await;
+    }
+    let in_an_hour = test_support::epoch_ms_in(3600);
+    let mut payloads = Vec::new();
+    for i in 0..16 {
+        let store =
+            json!({"op": "storeNonce", "nonce": format!("stored-{i}"), "expiresAt": in_an_hour});
+        payloads.push(store.clone());
+        payloads.push(store);
+        payloads.push(json!({"op": "validateNonce", "nonce": consumed[i]}));
+        let mut session = test_support::session_data();
+        session["id"] = json!(uuid::Uuid::new_v4().to_string());
+        payloads.push(json!({"op": "addSession", "session": session}));
+    }
+    let calls: Vec<_> = payloads
+        .iter()
+        .map(|payload| {
+            let (storage, payload) = (storage.clone(), payload.clone());
+            tokio::spawn(async move { test_support::call(&storage, payload).await })
+        })
+        .collect();
+    let answers = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut answers = Vec::new();
+        for call in calls {
+            answers.push(call.await.expect("no call panics"));
+        }
+        answers
+    })
+    .await
+    .expect("the calls are not held up by the migration waiting for its lock");
+
+    runner
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await
+        .unwrap();
+    let applied = migration
+        .await
+        .expect("no panic")
+        .expect("the migration succeeds");
+    assert_eq!(applied, json!({"applied": [last]}));
+
+    let mut conflicts = 0;
+    for (payload, answer) in payloads.iter().zip(&answers) {
+        match (payload["op"].as_str(), answer) {
+            (_, Err(err)) if err.kind == ErrorKind::Conflict && payload["op"] == "storeNonce" => {
+                conflicts += 1
+            }
+            (Some("validateNonce"), Ok(valid)) => assert_eq!(valid, &json!(true), "{payload}"),
+            (_, Ok(_)) => {}
+            (_, Err(err)) => panic!("{payload} failed: {err}"),
+        }
+    }
+    assert_eq!(conflicts, 16, "each nonce stored twice is a Conflict once");
+    // Every answered write is there, every consumed nonce stays used.
+    for i in 0..16 {
+        let stored = format!("stored-{i}");
+        assert_eq!(
+            db.count(&format!(
+                "SELECT count(*) FROM nonces WHERE nonce = '{stored}' AND used_at IS NULL"
+            ))
+            .await,
+            1,
+            "{stored} is stored"
+        );
+        assert_eq!(
+            ok(
+                &storage,
+                json!({"op": "validateNonce", "nonce": consumed[i]})
+            )
+            .await,
+            json!(false),
+            "{} stays used",
+            consumed[i]
+        );
+    }
+    for (payload, answer) in payloads.iter().zip(&answers) {
+        if payload["op"] == "addSession" {
+            let id = answer.as_ref().expect("stored");
+            let id = id.as_str().expect("an id");
+            assert_eq!(
+                db.count(&format!("SELECT count(*) FROM sessions WHERE id = '{id}'"))
+                    .await,
+                1,
+                "the session answered for is there"
+            );
+        }
+    }
+}
