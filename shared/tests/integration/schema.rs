@@ -931,12 +931,12 @@ async fn a_migration_shares_no_transaction_with_the_calls_in_flight_beside_it() 
     }
     let in_an_hour = test_support::epoch_ms_in(3600);
     let mut payloads = Vec::new();
-    for i in 0..16 {
+    for (i, nonce) in consumed.iter().enumerate() {
         let store =
             json!({"op": "storeNonce", "nonce": format!("stored-{i}"), "expiresAt": in_an_hour});
         payloads.push(store.clone());
         payloads.push(store);
-        payloads.push(json!({"op": "validateNonce", "nonce": consumed[i]}));
+        payloads.push(json!({"op": "validateNonce", "nonce": nonce}));
         let mut session = test_support::session_data();
         session["id"] = json!(uuid::Uuid::new_v4().to_string());
         payloads.push(json!({"op": "addSession", "session": session}));
@@ -981,7 +981,7 @@ async fn a_migration_shares_no_transaction_with_the_calls_in_flight_beside_it() 
     }
     assert_eq!(conflicts, 16, "each nonce stored twice is a Conflict once");
     // Every answered write is there, every consumed nonce stays used.
-    for i in 0..16 {
+    for (i, nonce) in consumed.iter().enumerate() {
         let stored = format!("stored-{i}");
         assert_eq!(
             db.count(&format!(
@@ -992,14 +992,9 @@ async fn a_migration_shares_no_transaction_with_the_calls_in_flight_beside_it() 
             "{stored} is stored"
         );
         assert_eq!(
-            ok(
-                &storage,
-                json!({"op": "validateNonce", "nonce": consumed[i]})
-            )
-            .await,
+            ok(&storage, json!({"op": "validateNonce", "nonce": nonce})).await,
             json!(false),
-            "{} stays used",
-            consumed[i]
+            "{nonce} stays used"
         );
     }
     for (payload, answer) in payloads.iter().zip(&answers) {
