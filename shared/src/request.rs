@@ -1,8 +1,11 @@
 //! A storage call as data: parsed from a direct-invocation payload (`{"op": ..., ...}`) and
 //! carried out by `Storage::handle`, the one dispatch every entry point goes through.
 
+use std::collections::BTreeMap;
+
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::access::{Access, Surface};
@@ -208,7 +211,7 @@ operations! {
         |s, r| s.validate_nonce(&r.nonce).await;
     AddSession(AddSession) = "addSession" for Access::Runtime,
         "POST" "/sessions" Input::Body("session") => Reply::CreatedId,
-        |s, r| s.add_session(&r.session).await;
+        |s, r| s.add_session(r.session).await;
     GetSession(SessionRef) = "getSession" for Access::Runtime,
         "GET" "/sessions/{sessionId}" Input::None
             => Reply::Found("no session with this id, or it has expired"),
@@ -223,7 +226,7 @@ operations! {
         |_s, _| Ok::<_, Error>(Value::Null);
     SetRegistrationSession(SetRegistrationSession) = "setRegistrationSession" for Access::Registration,
         "PUT" "/registration-sessions/{sessionId}" Input::Body("session") => Reply::NoContent,
-        |s, r| s.set_registration_session(&r.session_id, &r.session).await;
+        |s, r| s.set_registration_session(&r.session_id, r.session).await;
     GetRegistrationSession(SessionRef) = "getRegistrationSession" for Access::Registration,
         "GET" "/registration-sessions/{sessionId}" Input::None
             => Reply::Found("no registration session with this id, or it has expired"),
@@ -261,18 +264,48 @@ impl Request {
     }
 }
 
+/// Reads a payload's JSON text. What the parser refuses (malformed JSON, a lone surrogate
+/// such as `\ud83d`, nesting deeper than it goes) is InvalidInput saying what is wrong and
+/// in which argument, never what the argument holds.
+pub fn payload_from_json(text: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|err| {
+        let problem = match unreadable_argument(text) {
+            Some(name) => format!("argument `{name}`: {err}"),
+            None => err.to_string(),
+        };
+        Error::invalid_input(format!(
+            "the payload is not JSON the storage can read: {problem}"
+        ))
+    })
+}
+
+/// The name of a top-level field whose value the parser refuses, when the payload is
+/// otherwise a readable object and the name is one an argument could have.
+fn unreadable_argument(text: &str) -> Option<String> {
+    let fields: BTreeMap<String, &RawValue> = serde_json::from_str(text).ok()?;
+    let (name, _) = fields
+        .into_iter()
+        .find(|(_, raw)| serde_json::from_str::<Value>(raw.get()).is_err())?;
+    nameable(&name).then_some(name)
+}
+
+/// Whether a name the caller gave (an op, an argument) may be repeated in an error: short and
+/// plain, so it is a name and not data.
+fn nameable(name: &str) -> bool {
+    name.len() <= MAX_QUOTED_NAME && name.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// An unknown op is named only when it is short and printable: it is the caller's text.
 fn unknown_op(op: &str) -> Error {
-    let nameable = op.len() <= MAX_QUOTED_OP && op.bytes().all(|b| b.is_ascii_alphanumeric());
     let expected = OPS.join(", ");
-    if nameable {
+    if nameable(op) {
         Error::invalid_input(format!("unknown op \"{op}\"; expected one of {expected}"))
     } else {
         Error::invalid_input(format!("unknown op; expected one of {expected}"))
     }
 }
 
-const MAX_QUOTED_OP: usize = 32;
+const MAX_QUOTED_NAME: usize = 32;
 
 impl Storage {
     /// `handle` for an invocation through `surface`: an op the surface does not answer is
@@ -397,6 +430,46 @@ mod tests {
             err.message,
             "addSession: field `session`: invalid type: string, expected a map"
         );
+    }
+
+    #[test]
+    fn unreadable_json_is_invalid_input_naming_the_argument_never_its_contents() {
+        let deep = format!(
+            r#"{{"op":"addSession","session":{{"id":"x","deep":{}{}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        for (text, expected) in [
+            (
+                r#"{"op":"addSession","session":{"secret":"s3cret \ud83d"}}"#,
+                "argument `session`: unexpected end of hex escape",
+            ),
+            (
+                deep.as_str(),
+                "argument `session`: recursion limit exceeded",
+            ),
+            (r#"{"op":"storeNonce","nonce":"s3cret"#, "EOF while parsing"),
+            (
+                "{\"op\":\"getSession\",\"sessionId\":\"s3cret\u{1}\"}",
+                "control character",
+            ),
+            (r#"{"op":"getSession"} trailing"#, "trailing characters"),
+        ] {
+            let err = payload_from_json(text).unwrap_err();
+            assert_eq!(err.kind, crate::ErrorKind::InvalidInput, "{text}");
+            assert!(
+                err.message
+                    .starts_with("the payload is not JSON the storage can read: "),
+                "{}",
+                err.message
+            );
+            assert!(err.message.contains(expected), "{}", err.message);
+            for value in ["s3cret", "secret", "deep"] {
+                assert!(!err.message.contains(value), "{}", err.message);
+            }
+        }
+        let readable = payload_from_json(r#"{"op":"getSession","sessionId":"\ud83d\ude00"}"#);
+        assert_eq!(readable, Ok(json!({"op": "getSession", "sessionId": "😀"})));
     }
 
     #[test]

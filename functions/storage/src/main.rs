@@ -3,13 +3,16 @@
 //! `storage migrate` on the command line applies the migrations to DATABASE_URL and exits.
 
 mod http;
+mod payload;
 
 use std::time::Instant;
 
-use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use lambda_runtime::layers::TracingLayer;
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent, Runtime};
 use lti_storage::access::Surface;
 use lti_storage::metrics::{Dimensions, Emitter, Line, Metric, Tally};
 use lti_storage::{Error, Request, Storage};
+use payload::{Gate, Payload};
 use serde_json::Value;
 
 fn main() -> Result<(), lambda_runtime::Error> {
@@ -44,15 +47,22 @@ async fn serve() -> Result<(), lambda_runtime::Error> {
     // Every invocation worker holds them for the life of the process.
     let storage: &'static Storage = Box::leak(Box::new(storage));
     let emitter: &'static Emitter = Box::leak(Box::new(Emitter::from_env("storage")));
-    // One at a time unless AWS_LAMBDA_MAX_CONCURRENCY is above 1.
-    lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Value>| async move {
+    let handler = service_fn(move |event: LambdaEvent<Payload<String>>| async move {
         let surface = Surface::of_invoked_arn(&event.context.invoked_function_arn);
         let invocation = Invocation::start(storage, emitter, &event.context.request_id);
         // Each invocation counts its own cache lookups and reconnects, also when others run
         // beside it on this container.
         Tally::kept_for(handle(&invocation, surface, event.payload)).await
-    }))
-    .await
+    });
+    let gate = Gate {
+        limit: storage.largest_payload(),
+    };
+    // One at a time unless AWS_LAMBDA_MAX_CONCURRENCY is above 1.
+    Runtime::new(handler)
+        .layer(TracingLayer::new())
+        .layer(gate)
+        .run_concurrent()
+        .await
 }
 
 /// Parses the payload, calls the storage through the invoked alias's surface, and writes the
@@ -60,9 +70,16 @@ async fn serve() -> Result<(), lambda_runtime::Error> {
 async fn handle(
     invocation: &Invocation<'_>,
     surface: Surface,
-    payload: Value,
+    payload: Payload<String>,
 ) -> Result<Value, Diagnostic> {
     let storage = invocation.storage;
+    let payload = match payload.into_json() {
+        Ok(payload) => payload,
+        Err(err) => {
+            invocation.finish("invalid", Some(&err), &[]);
+            return Err(err.into());
+        }
+    };
     if http::is_http_event(&payload) {
         let answered = http::handle(storage, surface, payload).await;
         invocation.finish(

@@ -67,6 +67,16 @@ impl Storage {
         self.dynamic_registration
     }
 
+    /// The largest payload worth reading, in bytes: twice the largest session it keeps, plus
+    /// 64 KiB for the rest of the call. Twice, because a caller may write a session in more
+    /// bytes than the storage measures it (`\u00e9` for `é`, a function URL's body in base64);
+    /// 64 KiB holds the op, its other arguments, and a function URL event's headers. Anything
+    /// larger is refused before it is parsed, so no call can make the container hold more
+    /// than a few times this much.
+    pub fn largest_payload(&self) -> usize {
+        2 * self.max_session_bytes + 64 * 1024
+    }
+
     pub fn database(&self) -> &Database {
         &self.db
     }

@@ -25,8 +25,12 @@ fn cache_until(row: &Row) -> Option<Instant> {
     Some(Instant::now() + Duration::try_from(remaining).unwrap_or(Duration::ZERO))
 }
 
-/// `{id, ...data}`, the session as the caller stored it.
-fn with_id(id: Uuid, data: Map<String, Value>) -> Value {
+/// `{id, ...data}`, the session as the caller stored it. Rows written by other software may
+/// hold a non-object: it is returned as it is.
+fn with_id(id: Uuid, data: Value) -> Value {
+    let Value::Object(data) = data else {
+        return data;
+    };
     let mut session = Map::with_capacity(data.len() + 1);
     session.insert("id".into(), Value::String(id.to_string()));
     session.extend(data);
@@ -47,20 +51,18 @@ impl Storage {
     /// Stores a session (an object with a UUID `id`) for the session TTL; returns its id.
     /// Storing the identical session again succeeds (and renews it); a different session
     /// under an existing id is a Conflict.
-    pub async fn add_session(&self, session: &Map<String, Value>) -> Result<String> {
-        let id = match session.get("id") {
-            Some(Value::String(id)) => input::uuid("session.id", id)?,
+    pub async fn add_session(&self, mut session: Map<String, Value>) -> Result<String> {
+        let id = match session.remove("id") {
+            Some(Value::String(id)) => input::uuid("session.id", &id)?,
             Some(other) => {
                 return Err(Error::invalid_input(format!(
                     "session.id must be a UUID string, got {}",
-                    input::json_type(other)
+                    input::json_type(&other)
                 )))
             }
             None => return Err(Error::invalid_input("session.id is missing")),
         };
-        let mut data = session.clone();
-        data.remove("id");
-        let data = Value::Object(data);
+        let data = Value::Object(session);
         input::json("session", &data)?;
         input::json_size("session", &data, self.max_session_bytes)?;
         let ttl_secs = self.session_ttl.as_secs_f64();
@@ -90,9 +92,6 @@ impl Storage {
                 "a different session with this id is already stored",
             )
         })?;
-        let Value::Object(data) = data else {
-            unreachable!("built as an object above")
-        };
         self.sessions
             .insert_written(id, with_id(id, data), cache_until(&row));
         Ok(id.to_string())
@@ -121,11 +120,7 @@ impl Storage {
             self.sessions.insert_read(seen, id, None, None);
             return Ok(None);
         };
-        // Rows written by other software may hold a non-object; return it as it is.
-        let session = match stored_json(&row, "session")? {
-            Value::Object(data) => with_id(id, data),
-            other => other,
-        };
+        let session = with_id(id, stored_json(&row, "session")?);
         self.sessions
             .insert_read(seen, id, Some(session.clone()), cache_until(&row));
         Ok(Some(session))
@@ -135,7 +130,7 @@ impl Storage {
     pub async fn set_registration_session(
         &self,
         session_id: &str,
-        session: &Map<String, Value>,
+        session: Map<String, Value>,
     ) -> Result<()> {
         let id = input::uuid("sessionId", session_id)?;
         let expires_at = match session.get("expiresAt") {
@@ -143,7 +138,7 @@ impl Storage {
             Some(value) => Timestamp::deserialize_value(value)
                 .map_err(|problem| Error::invalid_input(format!("session.expiresAt: {problem}")))?,
         };
-        let data = &Value::Object(session.clone());
+        let data = &Value::Object(session);
         input::json("session", data)?;
         input::json_size("session", data, self.max_session_bytes)?;
         self.db

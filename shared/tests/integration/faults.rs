@@ -84,7 +84,7 @@ async fn an_idle_connection_gone_silent_is_replaced_within_the_query_time_limit(
     );
     storage.store_nonce("silent-1", far_future()).await.unwrap();
     let id = storage
-        .add_session(&session(&uuid::Uuid::new_v4().to_string()))
+        .add_session(session(&uuid::Uuid::new_v4().to_string()))
         .await
         .unwrap();
 
@@ -269,11 +269,11 @@ async fn a_lost_answer_to_add_session_is_retried_without_a_second_row() {
     let storage = storage_via(&db, &proxy, &[]);
     let mut warm_up = session(&uuid::Uuid::new_v4().to_string());
     warm_up.insert("user".into(), json!({"name": "warm-up"}));
-    storage.add_session(&warm_up).await.unwrap();
+    storage.add_session(warm_up).await.unwrap();
 
     let id = uuid::Uuid::new_v4().to_string();
     proxy.set_mode(Mode::CutAfter("Ada".into())); // in this session's data only
-    assert_eq!(storage.add_session(&session(&id)).await.unwrap(), id);
+    assert_eq!(storage.add_session(session(&id)).await.unwrap(), id);
 
     assert_eq!(proxy.accepted(), 2);
     assert_eq!(db.count("SELECT count(*) FROM sessions").await, 2);
@@ -955,7 +955,7 @@ async fn load_round(
     }
 
     let id = uuid::Uuid::new_v4().to_string();
-    let added = storage.add_session(&session(&id)).await;
+    let added = storage.add_session(session(&id)).await;
     answers.borrow_mut().record("addSession", &added);
     if added.is_ok() {
         answers.borrow_mut().sessions.push(id.clone());

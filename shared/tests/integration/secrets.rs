@@ -361,11 +361,11 @@ async fn nonces_and_session_contents_never_appear_in_error_messages() {
 
     let id = uuid::Uuid::new_v4().to_string();
     storage
-        .add_session(&object(json!({"id": id, "secret": SESSION_SECRET})))
+        .add_session(object(json!({"id": id, "secret": SESSION_SECRET})))
         .await
         .unwrap();
     let err = storage
-        .add_session(&object(json!({"id": id, "secret": OTHER_SESSION_SECRET})))
+        .add_session(object(json!({"id": id, "secret": OTHER_SESSION_SECRET})))
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Conflict, "{err}");

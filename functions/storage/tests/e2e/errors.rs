@@ -32,6 +32,46 @@ fn invalid_payloads_are_invalid_input_naming_the_problem() {
     );
 }
 
+/// Payloads the runtime's own parser would refuse, or that are too large to be worth parsing,
+/// reach the storage as bytes and are answered InvalidInput naming the problem (and the
+/// argument, where the storage knows it), never quoting the caller's data.
+#[test]
+fn payloads_no_parser_can_read_are_invalid_input_without_their_contents() {
+    let e2e = e2e();
+    let lambda = &e2e.lambda;
+    let session = |inner: &str| {
+        format!(
+            r#"{{"op":"addSession","session":{{"id":"{}","secret":{inner}}}}}"#,
+            uuid::Uuid::new_v4()
+        )
+        .into_bytes()
+    };
+    let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+    // 6 MB, the most Lambda passes on: about 3 million values once parsed.
+    let huge = format!("[{}0]", "0,".repeat(3_000_000));
+    let cases: [(&str, Vec<u8>, &str); 6] = [
+        ("malformed JSON", br#"{"op":"storeNonce","nonce":"s3cret"#.to_vec(), "the payload is not JSON the storage can read: EOF while parsing"),
+        ("a lone surrogate", session(r#""s3cret \ud83d""#), "the payload is not JSON the storage can read: argument `session`: "),
+        ("nesting 1000 deep", session(&deep), "the payload is not JSON the storage can read: argument `session`: recursion limit exceeded"),
+        ("not UTF-8", b"{\"op\":\"getSession\",\"sessionId\":\"s3cret\xff\"}".to_vec(), "the payload is not UTF-8 text"),
+        ("6 MB", session(&huge), "the storage reads at most 196608 (twice MAX_SESSION_BYTES"),
+        ("trailing bytes", br#"{"op":"listClients"} s3cret"#.to_vec(), "trailing characters"),
+    ];
+    for (what, payload, expected) in cases {
+        let message = lambda.fails_with_bytes("storage", what, payload, "InvalidInput");
+        assert!(message.contains(expected), "{what}: {message}");
+        assert!(
+            !message.contains("s3cret") && !message.contains("secret"),
+            "{what}: {message}"
+        );
+    }
+    lambda.ok(
+        "storage",
+        "a call after them",
+        &json!({"op": "listClients"}),
+    );
+}
+
 #[test]
 fn an_unknown_path_is_404_and_a_wrong_method_405() {
     let e2e = e2e();

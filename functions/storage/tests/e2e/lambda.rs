@@ -226,7 +226,7 @@ fn agent(limit: Duration) -> ureq::Agent {
 }
 
 /// One Invoke API call. `Err` is a transport problem (nothing listening yet, a time limit).
-fn post(agent: &ureq::Agent, url: &str, payload: String) -> Result<Outcome, String> {
+fn post(agent: &ureq::Agent, url: &str, payload: Vec<u8>) -> Result<Outcome, String> {
     let mut response = agent
         .post(url)
         .header("content-type", "application/json")
@@ -310,7 +310,7 @@ impl Lambda {
         &self,
         agent: &ureq::Agent,
         function: &str,
-        payload: &Value,
+        payload: Vec<u8>,
     ) -> Result<Outcome, String> {
         let exits_before = self.watch.borrow().function_exits();
         let (sender, receiver) = mpsc::channel();
@@ -318,7 +318,6 @@ impl Lambda {
             agent.clone(),
             format!("{}/{function}/invocations", self.base),
         );
-        let payload = payload.to_string();
         std::thread::spawn(move || {
             let _ = sender.send(std::panic::catch_unwind(AssertUnwindSafe(|| {
                 post(&agent, &url, payload)
@@ -346,6 +345,10 @@ impl Lambda {
     }
 
     fn invoke(&self, function: &str, payload: &Value) -> Outcome {
+        self.invoke_with_bytes(function, payload.to_string().into_bytes())
+    }
+
+    fn invoke_with_bytes(&self, function: &str, payload: Vec<u8>) -> Outcome {
         self.send(&self.agent, function, payload)
             .unwrap_or_else(|problem| panic!("{problem}"))
     }
@@ -356,7 +359,7 @@ impl Lambda {
         let slow = agent(STARTUP_LIMIT);
         let mut last = String::new();
         while started.elapsed() < STARTUP_LIMIT {
-            match self.send(&slow, function, payload) {
+            match self.send(&slow, function, payload.to_string().into_bytes()) {
                 Ok(Outcome::Ok(_)) => {
                     println!("{function} ready after {:.1?}", started.elapsed());
                     return;
@@ -380,7 +383,18 @@ impl Lambda {
 
     /// Asserts a function error of `error_type`; returns its message.
     pub fn fails(&self, function: &str, what: &str, payload: &Value, error_type: &str) -> String {
-        match self.invoke(function, payload) {
+        self.fails_with_bytes(function, what, payload.to_string().into_bytes(), error_type)
+    }
+
+    /// `fails` for a payload given as bytes, whatever they are.
+    pub fn fails_with_bytes(
+        &self,
+        function: &str,
+        what: &str,
+        payload: Vec<u8>,
+        error_type: &str,
+    ) -> String {
+        match self.invoke_with_bytes(function, payload) {
             Outcome::Failed(found, message) => {
                 assert_eq!(found, error_type, "{what}: {message}");
                 assert!(!message.is_empty(), "{what}: empty errorMessage");
