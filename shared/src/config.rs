@@ -229,7 +229,10 @@ impl Config {
                     "cannot be true when DATABASE_SECRET_ARN is set: choose one",
                 ))
             }
-            (Some(id), false) => secret_login(&lookup, id)?,
+            (Some(id), false) => {
+                refuse_password(&database, "the secret's (DATABASE_SECRET_ARN)")?;
+                secret_login(&lookup, id)?
+            }
             (None, true) => {
                 check_iam_url(&database)?;
                 DatabaseLogin::Iam {
@@ -336,12 +339,7 @@ fn check_iam_url(database: &DatabaseConfig) -> Result<(), ConfigError> {
             "names no user; DATABASE_IAM_AUTH=true connects as the URL's user",
         ));
     }
-    if postgres.get_password().is_some() {
-        return Err(config_error(
-            VAR,
-            "holds a password, but DATABASE_IAM_AUTH=true signs a token instead: remove it",
-        ));
-    }
+    refuse_password(database, "an IAM auth token (DATABASE_IAM_AUTH=true)")?;
     // TLS always, and the host name checked: without it any holder of a certificate from a
     // trusted CA (any RDS instance, under Amazon's bundle) would get the token.
     if database.ssl_mode != SslMode::VerifyFull {
@@ -353,6 +351,21 @@ fn check_iam_url(database: &DatabaseConfig) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// DATABASE_URL without a password when the password is `source` (the secret or a token):
+/// one in the URL would win over the secret's, rotated or not, or over the token.
+fn refuse_password(database: &DatabaseConfig, source: &str) -> Result<(), ConfigError> {
+    match database.postgres.get_password() {
+        None => Ok(()),
+        Some(_) => Err(config_error(
+            "DATABASE_URL",
+            format!(
+                "holds a password (user:password@ or password=), but the password is \
+                 {source}: remove it"
+            ),
+        )),
+    }
 }
 
 /// The region and credentials Lambda gives the function (AWS_REGION, AWS_ACCESS_KEY_ID,
@@ -1009,6 +1022,31 @@ mod tests {
                     "{mode}, {vars:?}: {err}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_password_in_database_url_is_refused_beside_a_secret_or_iam_auth() {
+        // It would win over the secret's rotated password, or be sent in place of a token.
+        let urls = [
+            URL.to_owned() + "?sslmode=verify-full",
+            format!("postgres://lti@db.example.com/lti?sslmode=verify-full&password={PASSWORD}"),
+        ];
+        let logins = [("DATABASE_SECRET_ARN", ARN), ("DATABASE_IAM_AUTH", "true")];
+        for url in &urls {
+            for (variable, value) in logins {
+                let result = config(&on_lambda(&[("DATABASE_URL", url), (variable, value)]));
+                let err = assert_error_names(result, "DATABASE_URL");
+                assert!(
+                    err.problem.contains("holds a password") && err.problem.contains(variable),
+                    "{url} with {variable}: {err}"
+                );
+            }
+        }
+        // Without the password, the URL is taken.
+        let without = "postgres://lti@db.example.com/lti?sslmode=verify-full";
+        for (variable, value) in logins {
+            config(&on_lambda(&[("DATABASE_URL", without), (variable, value)])).unwrap();
         }
     }
 }
