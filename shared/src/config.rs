@@ -229,7 +229,10 @@ impl Config {
                     "cannot be true when DATABASE_SECRET_ARN is set: choose one",
                 ))
             }
-            (Some(id), false) => secret_login(&lookup, id)?,
+            (Some(id), false) => {
+                refuse_password(&database, "the secret's (DATABASE_SECRET_ARN)")?;
+                secret_login(&lookup, id)?
+            }
             (None, true) => {
                 check_iam_url(&database)?;
                 DatabaseLogin::Iam {
@@ -319,8 +322,8 @@ fn secret_login(
     })
 }
 
-/// DATABASE_URL as IAM authentication needs it: one host, the user, no password, and TLS
-/// to a verified server (the token opens connections for 15 minutes to whoever holds it).
+/// DATABASE_URL as IAM authentication needs it: one host, the user, no password, and
+/// `verify-full` (the token opens connections for 15 minutes to whoever holds it).
 fn check_iam_url(database: &DatabaseConfig) -> Result<(), ConfigError> {
     const VAR: &str = "DATABASE_URL";
     let postgres = &database.postgres;
@@ -336,26 +339,33 @@ fn check_iam_url(database: &DatabaseConfig) -> Result<(), ConfigError> {
             "names no user; DATABASE_IAM_AUTH=true connects as the URL's user",
         ));
     }
-    if postgres.get_password().is_some() {
-        return Err(config_error(
-            VAR,
-            "holds a password, but DATABASE_IAM_AUTH=true signs a token instead: remove it",
-        ));
-    }
-    // TLS always, and the server authenticated: by verify-full, or by a chain checked against
-    // a root certificate the user configured (verify-ca against the built-in roots would
-    // accept any RDS instance or public certificate).
-    let verified = database.ssl_mode == SslMode::VerifyFull
-        || (database.ssl_root_cert.is_some()
-            && matches!(database.ssl_mode, SslMode::Require | SslMode::VerifyCa));
-    if !verified {
+    refuse_password(database, "an IAM auth token (DATABASE_IAM_AUTH=true)")?;
+    // TLS always, and the host name checked: without it any holder of a certificate from a
+    // trusted CA (any RDS instance, under Amazon's bundle) would get the token.
+    if database.ssl_mode != SslMode::VerifyFull {
         return Err(config_error(
             "DATABASE_IAM_AUTH",
-            "needs sslmode=verify-full in DATABASE_URL (or a root certificate with \
-             sslmode=require or verify-ca): the token is sent only to a verified server",
+            "needs sslmode=verify-full in DATABASE_URL: the token is sent only to a server \
+             whose certificate names the host (require or verify-ca, even with a root \
+             certificate, check no host name)",
         ));
     }
     Ok(())
+}
+
+/// DATABASE_URL without a password when the password is `source` (the secret or a token):
+/// one in the URL would win over the secret's, rotated or not, or over the token.
+fn refuse_password(database: &DatabaseConfig, source: &str) -> Result<(), ConfigError> {
+    match database.postgres.get_password() {
+        None => Ok(()),
+        Some(_) => Err(config_error(
+            "DATABASE_URL",
+            format!(
+                "holds a password (user:password@ or password=), but the password is \
+                 {source}: remove it"
+            ),
+        )),
+    }
 }
 
 /// The region and credentials Lambda gives the function (AWS_REGION, AWS_ACCESS_KEY_ID,
@@ -958,13 +968,6 @@ mod tests {
         };
         let verified = iam("postgres://lti@db.example.com:5432/lti?sslmode=verify-full").unwrap();
         assert!(matches!(verified.login, DatabaseLogin::Iam { .. }));
-        // A root certificate of one's own verifies the chain under require and verify-ca.
-        for mode in ["require", "verify-ca"] {
-            iam(&format!(
-                "postgres://lti@db.example.com/lti?sslmode={mode}&sslrootcert=/ca.pem"
-            ))
-            .unwrap();
-        }
         for mode in ["disable", "prefer", "require", "verify-ca"] {
             let url = format!("postgres://lti@db.example.com/lti?sslmode={mode}");
             let err = assert_error_names(iam(&url), "DATABASE_IAM_AUTH");
@@ -994,5 +997,56 @@ mod tests {
             ),
         ]);
         assert_error_names(err, "AWS_REGION");
+    }
+
+    #[test]
+    fn iam_auth_with_a_root_certificate_still_needs_verify_full() {
+        // The chain checked against one's own CA (or Amazon's bundle) is any server with a
+        // certificate from it: only the host name makes it this one.
+        for mode in ["require", "verify-ca"] {
+            let url = format!("postgres://lti@db.example.com/lti?sslmode={mode}");
+            let with_root = format!("{url}&sslrootcert=/ca.pem");
+            let cases: [&[(&str, &str)]; 2] = [
+                &[("DATABASE_URL", &with_root)],
+                &[
+                    ("DATABASE_URL", &url),
+                    ("PGSSLROOTCERT", "/opt/rds/global-bundle.pem"),
+                ],
+            ];
+            for vars in cases {
+                let mut all = vars.to_vec();
+                all.push(("DATABASE_IAM_AUTH", "true"));
+                let err = assert_error_names(config(&on_lambda(&all)), "DATABASE_IAM_AUTH");
+                assert!(
+                    err.problem.contains("sslmode=verify-full"),
+                    "{mode}, {vars:?}: {err}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_password_in_database_url_is_refused_beside_a_secret_or_iam_auth() {
+        // It would win over the secret's rotated password, or be sent in place of a token.
+        let urls = [
+            URL.to_owned() + "?sslmode=verify-full",
+            format!("postgres://lti@db.example.com/lti?sslmode=verify-full&password={PASSWORD}"),
+        ];
+        let logins = [("DATABASE_SECRET_ARN", ARN), ("DATABASE_IAM_AUTH", "true")];
+        for url in &urls {
+            for (variable, value) in logins {
+                let result = config(&on_lambda(&[("DATABASE_URL", url), (variable, value)]));
+                let err = assert_error_names(result, "DATABASE_URL");
+                assert!(
+                    err.problem.contains("holds a password") && err.problem.contains(variable),
+                    "{url} with {variable}: {err}"
+                );
+            }
+        }
+        // Without the password, the URL is taken.
+        let without = "postgres://lti@db.example.com/lti?sslmode=verify-full";
+        for (variable, value) in logins {
+            config(&on_lambda(&[("DATABASE_URL", without), (variable, value)])).unwrap();
+        }
     }
 }

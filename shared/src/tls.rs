@@ -78,10 +78,11 @@ impl Connector {
                 rules: Rules {
                     ssl_mode: config.ssl_mode,
                     direct,
-                    // verify-ca against the built-in public roots proves only that some holder
-                    // of a public (or any RDS) certificate answered: not enough for a password.
-                    verifies_server: config.ssl_mode == SslMode::VerifyFull
-                        || config.ssl_root_cert.is_some(),
+                    // Only the host name ties the certificate to this server: a chain that
+                    // ends at a configured root (require or verify-ca with sslrootcert) is
+                    // still any holder of a certificate from that CA, e.g. any RDS instance
+                    // under Amazon's bundle. Not enough for a password or an IAM token.
+                    verifies_server: config.ssl_mode == SslMode::VerifyFull,
                 },
             },
         })
@@ -314,7 +315,8 @@ struct Rules {
     ssl_mode: SslMode,
     /// TLS from the first byte, without SSLRequest (`sslnegotiation=direct`).
     direct: bool,
-    /// Whether a TLS connection authenticates the server (see `Connector::new`).
+    /// Whether a TLS connection checks the server's host name (`verify-full`): only then
+    /// may a password be revealed to it (see `Connector::new`).
     verifies_server: bool,
 }
 

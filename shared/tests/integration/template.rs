@@ -65,3 +65,64 @@ fn the_alarms_watch_metrics_the_readme_documents() {
         "{watched:?} not all in {documented:?}"
     );
 }
+
+/// Python's `re` (as cfn-lint checks the template's defaults) on each URL: whether
+/// `pattern` matches all of it, as CloudFormation's AllowedPattern must.
+const FULL_MATCHES: &str = r#"
+import json, re, sys
+c = json.load(sys.stdin)
+print(json.dumps([re.fullmatch(c["pattern"], url) is not None for url in c["urls"]]))
+"#;
+
+#[test]
+fn the_database_url_parameter_refuses_a_password_as_the_functions_do() {
+    let start = TEMPLATE
+        .find("\n  DatabaseUrl:\n")
+        .expect("the template has the DatabaseUrl parameter");
+    let pattern = TEMPLATE[start..]
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("AllowedPattern: '"))
+        .and_then(|pattern| pattern.strip_suffix('\''))
+        .expect("DatabaseUrl has an AllowedPattern");
+    let cases = [
+        ("postgres://?sslmode=verify-full", true),
+        (
+            "postgres://db.example.com:5432/lti?sslmode=verify-full",
+            true,
+        ),
+        (
+            "postgresql://lti@db.example.com/lti?application_name=tool&sslmode=verify-full",
+            true,
+        ),
+        (
+            "postgres://lti:pw@db.example.com/lti?sslmode=verify-full",
+            false,
+        ),
+        (
+            "postgres://lti@db.example.com/lti?password=pw&sslmode=verify-full",
+            false,
+        ),
+        (
+            "postgres://db.example.com/lti?sslmode=verify-full&password=pw",
+            false,
+        ),
+        ("postgres://?password=pw", false),
+    ];
+    let urls: Vec<&str> = cases.iter().map(|(url, _)| *url).collect();
+    let matched = test_support::moto::python(
+        FULL_MATCHES,
+        &serde_json::json!({"pattern": pattern, "urls": urls}),
+    );
+    // The functions agree, given a secret as the template gives them one.
+    let secret = [
+        ("DATABASE_SECRET_ARN", "lti/db"),
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+    ];
+    for ((url, allowed), matched) in cases.iter().zip(matched.as_array().unwrap()) {
+        assert_eq!(matched.as_bool(), Some(*allowed), "the template on {url}");
+        let config = test_support::config_at(url, &secret);
+        assert_eq!(config.is_ok(), *allowed, "the functions on {url}");
+    }
+}
