@@ -101,8 +101,15 @@ pub(crate) struct Response {
     pub body: Vec<u8>,
 }
 
-/// The most a response may hold: Secrets Manager's largest secret is 64 KiB.
-const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+/// The most a response may hold, head and framing included. The largest answer asked for is a
+/// secret's: Secrets Manager keeps at most 64 KiB, which JSON escaping (`\u0000` for a control
+/// character) grows at most six-fold, to 384 KiB with its ARN and version around it. Anything
+/// larger is not the answer asked for, and is refused before it is held in memory.
+const MAX_RESPONSE_BYTES: usize = 512 * 1024;
+
+fn too_large() -> io::Error {
+    malformed("response larger than 512 KiB")
+}
 
 /// POSTs `body` with `headers` (Host included) to `/` of `endpoint`. Errors describe the
 /// transport, never the request or the response body.
@@ -167,7 +174,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         }
         received.extend_from_slice(&chunk[..read]);
         if received.len() > MAX_RESPONSE_BYTES {
-            return Err(malformed("response larger than 1 MiB"));
+            return Err(too_large());
         }
     }
 }
@@ -204,9 +211,12 @@ fn head(received: &[u8]) -> io::Result<Option<(u16, Framing, usize)>> {
         if name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked") {
             framing = Framing::Chunked;
         } else if name.eq_ignore_ascii_case("content-length") {
-            let length = value
+            let length: usize = value
                 .parse()
                 .map_err(|_| malformed("malformed content-length"))?;
+            if length > MAX_RESPONSE_BYTES {
+                return Err(too_large());
+            }
             if !matches!(framing, Framing::Chunked) {
                 framing = Framing::Length(length);
             }
@@ -255,15 +265,21 @@ fn dechunk(mut body: &[u8]) -> io::Result<Option<Vec<u8>>> {
             .map(|line| line.split(';').next().unwrap_or_default().trim())
             .and_then(|size| usize::from_str_radix(size, 16).ok())
             .ok_or_else(|| malformed("malformed chunk size"))?;
-        let data = line_end + 2;
+        // A hostile size (`ffffffffffffffff`) is refused before it enters any sum.
+        if size > MAX_RESPONSE_BYTES - out.len() {
+            return Err(too_large());
+        }
         if size == 0 {
             return Ok(Some(out));
         }
-        if body.len() < data + size + 2 {
+        let data = line_end + 2;
+        let data_end = data.checked_add(size).ok_or_else(too_large)?;
+        let next = data_end.checked_add(2).ok_or_else(too_large)?;
+        if body.len() < next {
             return Ok(None);
         }
-        out.extend_from_slice(&body[data..data + size]);
-        body = &body[data + size + 2..];
+        out.extend_from_slice(&body[data..data_end]);
+        body = &body[next..];
     }
 }
 

@@ -10,6 +10,7 @@ use lti_storage::{ErrorKind, Storage};
 use serde_json::json;
 use test_support::cluster::Cluster;
 use test_support::moto::{python, Keys, Moto};
+use test_support::response_endpoint::ResponseEndpoint;
 use test_support::{config_at, free_port, new_client, with_password, TestDb};
 use time::OffsetDateTime;
 
@@ -270,5 +271,50 @@ fn a_secrets_manager_request_is_signed_as_botocore_signs_it() {
         }
         assert!(theirs.contains_key("authorization"));
         assert_eq!(ours.len(), theirs.len() + 1, "ours add only host: {ours:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_hostile_or_oversized_answer_is_unavailable_never_a_panic() {
+    let endpoint = ResponseEndpoint::start();
+    let origin = endpoint.origin();
+    let vars = [
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "not-a-real-secret-key"),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", origin.as_str()),
+        ("DATABASE_SECRET_ARN", "lti-storage/hostile"),
+    ];
+    let storage = Storage::new(&config_at("", &vars).unwrap()).unwrap();
+    // A secret of 600 KiB: beyond the 512 KiB any real answer fits in.
+    let oversized = json!({"SecretString": "x".repeat(600 * 1024)}).to_string();
+    let chunk = "y".repeat(300 * 1024);
+    let answers = [
+        // A chunk size that overflows any sum it enters.
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nffffffffffffffff\r\nabc\r\n"
+            .to_owned(),
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{oversized}",
+            oversized.len()
+        ),
+        // Each chunk within the limit, together beyond it.
+        format!(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{0:x}\r\n{chunk}\r\n{0:x}\r\n{chunk}\r\n0\r\n\r\n",
+            chunk.len()
+        ),
+        // A length announced beyond the limit, with nothing after it.
+        "HTTP/1.1 200 OK\r\ncontent-length: 18446744073709551615\r\n\r\n".to_owned(),
+    ];
+    for (i, answer) in answers.into_iter().enumerate() {
+        endpoint.answer_raw([answer.into_bytes()]);
+        let err = storage.list_clients().await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Unavailable, "answer {i}: {err}");
+        assert!(
+            err.message.contains("lti-storage/hostile")
+                && err.message.contains("response larger than 512 KiB"),
+            "answer {i}: {err}"
+        );
+        assert!(!err.message.contains("xxx") && !err.message.contains("yyy"));
+        assert_eq!(endpoint.received().len(), i + 1, "one request per call");
     }
 }
