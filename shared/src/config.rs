@@ -3,11 +3,12 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::level_filters::LevelFilter;
 
-use crate::aws::{AwsAccess, Credentials, Endpoint};
+use crate::aws::{AwsAccess, CredentialSource, Credentials, CredentialsEndpoint, Endpoint};
 use crate::input;
 
 /// A variable that is missing or malformed. The message names the variable and never repeats
@@ -368,8 +369,10 @@ fn refuse_password(database: &DatabaseConfig, source: &str) -> Result<(), Config
     }
 }
 
-/// The region and credentials Lambda gives the function (AWS_REGION, AWS_ACCESS_KEY_ID,
-/// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN).
+/// The region and credentials Lambda gives the function: AWS_REGION, and AWS_ACCESS_KEY_ID,
+/// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or, without them, a container credentials endpoint
+/// (AWS_CONTAINER_CREDENTIALS_FULL_URI, AWS_CONTAINER_AUTHORIZATION_TOKEN), as the AWS SDKs
+/// look for them.
 fn aws_access(lookup: &impl Fn(&str) -> Option<String>) -> Result<AwsAccess, ConfigError> {
     let set = |name: &'static str| lookup(name).filter(|value| !value.is_empty());
     let required = |name: &'static str| {
@@ -398,12 +401,32 @@ fn aws_access(lookup: &impl Fn(&str) -> Option<String>) -> Result<AwsAccess, Con
             "must be a region name such as eu-west-1",
         ));
     }
-    let credentials = Credentials {
-        access_key_id: check("AWS_ACCESS_KEY_ID", required("AWS_ACCESS_KEY_ID")?)?,
-        secret_access_key: check("AWS_SECRET_ACCESS_KEY", required("AWS_SECRET_ACCESS_KEY")?)?,
-        session_token: set("AWS_SESSION_TOKEN")
-            .map(|token| check("AWS_SESSION_TOKEN", token))
-            .transpose()?,
+    const FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+    const TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
+    let full_uri = set(FULL_URI);
+    let token = set(TOKEN).map(|token| check(TOKEN, token)).transpose()?;
+    let credentials = match (set("AWS_ACCESS_KEY_ID"), full_uri) {
+        (None, Some(url)) => {
+            let (endpoint, path) = Endpoint::parse_with_path(&url)
+                .map_err(|problem| config_error(FULL_URI, problem))?;
+            CredentialSource::Endpoint(Arc::new(CredentialsEndpoint::new(endpoint, path, token)))
+        }
+        (key_id, _) => CredentialSource::Fixed(Credentials {
+            access_key_id: check(
+                "AWS_ACCESS_KEY_ID",
+                key_id.ok_or_else(|| {
+                    config_error(
+                        "AWS_ACCESS_KEY_ID",
+                        "is not set, nor is AWS_CONTAINER_CREDENTIALS_FULL_URI (Lambda sets \
+                         one; elsewhere set it to reach AWS)",
+                    )
+                })?,
+            )?,
+            secret_access_key: check("AWS_SECRET_ACCESS_KEY", required("AWS_SECRET_ACCESS_KEY")?)?,
+            session_token: set("AWS_SESSION_TOKEN")
+                .map(|token| check("AWS_SESSION_TOKEN", token))
+                .transpose()?,
+        }),
     };
     Ok(AwsAccess {
         region,
@@ -864,10 +887,10 @@ mod tests {
         };
         assert_eq!(id, ARN);
         assert_eq!(access.region, "eu-west-1");
-        assert_eq!(
-            access.credentials.session_token.as_deref(),
-            Some(SESSION_TOKEN)
-        );
+        let CredentialSource::Fixed(credentials) = &access.credentials else {
+            panic!("Lambda's credentials: {access:?}");
+        };
+        assert_eq!(credentials.session_token.as_deref(), Some(SESSION_TOKEN));
         assert_eq!(
             endpoint.to_string(),
             "https://secretsmanager.eu-west-1.amazonaws.com"

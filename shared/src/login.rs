@@ -111,8 +111,17 @@ impl Login {
                 .map_err(|err| connect_error(err, "DATABASE_URL")),
             Login::Secret(secret) => secret.connect(deadline, limit).await,
             Login::Iam(iam) => {
+                let credentials = timeout_at(deadline, iam.access.credentials.current())
+                    .await
+                    .map_err(|_| {
+                        Error::unavailable(format!(
+                            "could not get the function's AWS credentials within {} ms",
+                            limit.as_millis()
+                        ))
+                    })?
+                    .map_err(|err| Error::unavailable(err.to_string()))?;
                 let token = aws::rds_auth_token(
-                    &iam.access.credentials,
+                    &credentials,
                     &iam.access.region,
                     &iam.host,
                     iam.port,
@@ -221,6 +230,9 @@ impl SecretLogin {
                 "could not read the database secret {id} from Secrets Manager ({}): {err}",
                 self.endpoint
             )),
+            SecretError::Credentials(err) => {
+                Error::unavailable(format!("could not read the database secret {id}: {err}"))
+            }
             SecretError::NoString => Error::internal(format!(
                 "the database secret {id} has no SecretString (a binary secret?); store the \
                  connection URL or the JSON of an RDS secret as text"

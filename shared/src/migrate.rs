@@ -27,6 +27,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0004_change_counter_any_writer",
         include_str!("../../migrations/0004_change_counter_any_writer.sql"),
     ),
+    (
+        "0005_change_counter_owner_only",
+        include_str!("../../migrations/0005_change_counter_owner_only.sql"),
+    ),
 ];
 
 /// The advisory lock that serialises runners starting at once (two cold containers, a deploy

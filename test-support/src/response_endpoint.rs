@@ -1,6 +1,8 @@
 //! A stand-in for CloudFormation's pre-signed response URL: plain HTTP on 127.0.0.1, recording
-//! every request it gets and answering with a status of the test's choosing.
+//! every request it gets and answering with a status of the test's choosing, or with whole
+//! answers of the test's making (an AWS endpoint's, a hostile one's).
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -34,6 +36,7 @@ pub struct ResponseEndpoint {
     port: u16,
     received: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    answers: Arc<Mutex<VecDeque<Vec<u8>>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -49,16 +52,22 @@ impl ResponseEndpoint {
         let port = listener.local_addr().expect("its address").port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(200));
+        let answers = Arc::new(Mutex::new(VecDeque::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::spawn({
-            let (received, status, stop) = (received.clone(), status.clone(), stop.clone());
+            let (received, status, answers, stop) = (
+                received.clone(),
+                status.clone(),
+                answers.clone(),
+                stop.clone(),
+            );
             move || {
                 for stream in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
                         return;
                     }
                     if let Ok(stream) = stream {
-                        serve(stream, &received, status.load(Ordering::SeqCst));
+                        serve(stream, &received, &status, &answers);
                     }
                 }
             }
@@ -67,6 +76,7 @@ impl ResponseEndpoint {
             port,
             received,
             status,
+            answers,
             stop,
             thread: Some(thread),
         }
@@ -75,6 +85,17 @@ impl ResponseEndpoint {
     /// The URL to put in an event's `ResponseURL`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}{TARGET}", self.port)
+    }
+
+    /// `http://127.0.0.1:PORT`: where to point a client that adds its own path.
+    pub fn origin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Answers the next requests, one each in order, with `answers` as they are (status line,
+    /// headers and body), closing the connection after each; then with the status again.
+    pub fn answer_raw(&self, answers: impl IntoIterator<Item = Vec<u8>>) {
+        self.answers.lock().expect("lock").extend(answers);
     }
 
     /// Answers `status` from now on.
@@ -99,7 +120,12 @@ impl Drop for ResponseEndpoint {
     }
 }
 
-fn serve(stream: TcpStream, received: &Mutex<Vec<Received>>, status: u16) {
+fn serve(
+    stream: TcpStream,
+    received: &Mutex<Vec<Received>>,
+    status: &AtomicU16,
+    answers: &Mutex<VecDeque<Vec<u8>>>,
+) {
     let mut reader = BufReader::new(match stream.try_clone() {
         Ok(stream) => stream,
         Err(_) => return,
@@ -139,9 +165,15 @@ fn serve(stream: TcpStream, received: &Mutex<Vec<Received>>, status: u16) {
         headers,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     });
+    let answer = answers
+        .lock()
+        .expect("lock")
+        .pop_front()
+        .unwrap_or_else(|| {
+            let status = status.load(Ordering::SeqCst);
+            format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").into()
+        });
+    // The client may hang up part-way through an answer it refuses.
     let mut stream = stream;
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
+    let _ = stream.write_all(&answer);
 }

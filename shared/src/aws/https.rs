@@ -1,7 +1,8 @@
-//! One HTTP/1.1 POST at a time, over TLS (or plain HTTP to a loopback endpoint, for tests and
-//! local emulators): all the storage asks of an AWS API, on the rustls it already carries
-//! for the database. One connection per request: requests are rare (a cold start, a
-//! rotation), so keeping one open would buy nothing.
+//! One HTTP/1.1 request at a time, over TLS (or plain HTTP to a loopback endpoint, for tests,
+//! local emulators and a container credentials endpoint): all the storage asks of AWS, on the
+//! rustls it already carries for the database. One connection per request: requests are rare
+//! (a cold start, a rotation, credentials about to expire), so keeping one open would buy
+//! nothing.
 
 use std::fmt;
 use std::io;
@@ -81,6 +82,21 @@ impl Endpoint {
         })
     }
 
+    /// Parses a URL with a path (`AWS_CONTAINER_CREDENTIALS_FULL_URI`): the endpoint as
+    /// `parse` takes it, and the path and query to request (`/` when there is none).
+    pub(crate) fn parse_with_path(url: &str) -> Result<(Endpoint, String), &'static str> {
+        let after_scheme = url.find("://").map_or(0, |at| at + 3);
+        let (base, path) = match url[after_scheme..].find('/') {
+            Some(at) => url.split_at(after_scheme + at),
+            None => (url, "/"),
+        };
+        // The path goes on the request line as it is.
+        if !path.chars().all(|c| c.is_ascii_graphic()) || path.contains('#') {
+            return Err("has a malformed path");
+        }
+        Ok((Endpoint::parse(base)?, path.to_owned()))
+    }
+
     /// The Host header (and what SigV4 signs): the port only when not the scheme's default.
     pub(crate) fn authority(&self) -> String {
         let host = if self.host.contains(':') {
@@ -101,17 +117,26 @@ pub(crate) struct Response {
     pub body: Vec<u8>,
 }
 
-/// The most a response may hold: Secrets Manager's largest secret is 64 KiB.
-const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+/// The most a response may hold, head and framing included. The largest answer asked for is a
+/// secret's: Secrets Manager keeps at most 64 KiB, which JSON escaping (`\u0000` for a control
+/// character) grows at most six-fold, to 384 KiB with its ARN and version around it. Anything
+/// larger is not the answer asked for, and is refused before it is held in memory.
+const MAX_RESPONSE_BYTES: usize = 512 * 1024;
 
-/// POSTs `body` with `headers` (Host included) to `/` of `endpoint`. Errors describe the
-/// transport, never the request or the response body.
-pub(crate) async fn post(
+fn too_large() -> io::Error {
+    malformed("response larger than 512 KiB")
+}
+
+/// Sends `method` `path` with `headers` (Host included) and `body` to `endpoint`. Errors
+/// describe the transport, never the request or the response body.
+pub(crate) async fn request(
     endpoint: &Endpoint,
+    method: &str,
+    path: &str,
     headers: &[(&str, String)],
     body: &[u8],
 ) -> io::Result<Response> {
-    let mut request = String::from("POST / HTTP/1.1\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -167,7 +192,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         }
         received.extend_from_slice(&chunk[..read]);
         if received.len() > MAX_RESPONSE_BYTES {
-            return Err(malformed("response larger than 1 MiB"));
+            return Err(too_large());
         }
     }
 }
@@ -204,9 +229,12 @@ fn head(received: &[u8]) -> io::Result<Option<(u16, Framing, usize)>> {
         if name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked") {
             framing = Framing::Chunked;
         } else if name.eq_ignore_ascii_case("content-length") {
-            let length = value
+            let length: usize = value
                 .parse()
                 .map_err(|_| malformed("malformed content-length"))?;
+            if length > MAX_RESPONSE_BYTES {
+                return Err(too_large());
+            }
             if !matches!(framing, Framing::Chunked) {
                 framing = Framing::Length(length);
             }
@@ -255,15 +283,21 @@ fn dechunk(mut body: &[u8]) -> io::Result<Option<Vec<u8>>> {
             .map(|line| line.split(';').next().unwrap_or_default().trim())
             .and_then(|size| usize::from_str_radix(size, 16).ok())
             .ok_or_else(|| malformed("malformed chunk size"))?;
-        let data = line_end + 2;
+        // A hostile size (`ffffffffffffffff`) is refused before it enters any sum.
+        if size > MAX_RESPONSE_BYTES - out.len() {
+            return Err(too_large());
+        }
         if size == 0 {
             return Ok(Some(out));
         }
-        if body.len() < data + size + 2 {
+        let data = line_end + 2;
+        let data_end = data.checked_add(size).ok_or_else(too_large)?;
+        let next = data_end.checked_add(2).ok_or_else(too_large)?;
+        if body.len() < next {
             return Ok(None);
         }
-        out.extend_from_slice(&body[data..data + size]);
-        body = &body[data + size + 2..];
+        out.extend_from_slice(&body[data..data_end]);
+        body = &body[next..];
     }
 }
 
@@ -292,6 +326,22 @@ mod tests {
                 .authority(),
             "vpce.example:8443"
         );
+        assert_eq!(
+            Endpoint::parse_with_path("http://127.0.0.1:5000/2018-06-01/credentials?a=1").unwrap(),
+            (local.clone(), "/2018-06-01/credentials?a=1".to_owned())
+        );
+        assert_eq!(
+            Endpoint::parse_with_path("http://127.0.0.1:5000").unwrap(),
+            (local.clone(), "/".to_owned())
+        );
+        for bad in [
+            "http://10.0.0.1/credentials",
+            "http://127.0.0.1/a b",
+            "http://127.0.0.1/a#b",
+            "127.0.0.1/credentials",
+        ] {
+            assert!(Endpoint::parse_with_path(bad).is_err(), "{bad}");
+        }
         for bad in [
             "secretsmanager.amazonaws.com",
             "http://secretsmanager.eu-west-1.amazonaws.com",

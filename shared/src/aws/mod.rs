@@ -3,20 +3,22 @@
 //! the rustls the database connection already uses, rather than through the AWS SDK, which
 //! would add megabytes to the binary and milliseconds to every cold start for one call.
 
+mod credentials;
 mod https;
 mod sigv4;
 
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+pub use credentials::{CredentialSource, CredentialsEndpoint, CredentialsError};
 pub use https::Endpoint;
 pub use sigv4::{rds_auth_token, signed_json_request, Credentials};
 
 /// The region and credentials requests are signed for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AwsAccess {
     pub region: String,
-    pub credentials: Credentials,
+    pub credentials: CredentialSource,
 }
 
 impl AwsAccess {
@@ -41,6 +43,8 @@ pub enum SecretError {
     Refused { status: u16, kind: String },
     /// A success whose body has no `SecretString` (a binary secret, or not Secrets Manager).
     NoString,
+    /// No credentials to sign the request with.
+    Credentials(CredentialsError),
 }
 
 /// The `SecretString` of the current version of secret `id` (an ARN or a name).
@@ -50,8 +54,13 @@ pub async fn get_secret_string(
     id: &str,
 ) -> Result<String, SecretError> {
     let body = serde_json::json!({ "SecretId": id }).to_string();
+    let credentials = access
+        .credentials
+        .current()
+        .await
+        .map_err(SecretError::Credentials)?;
     let headers = signed_json_request(
-        &access.credentials,
+        &credentials,
         &access.region,
         "secretsmanager",
         &endpoint.authority(),
@@ -59,7 +68,7 @@ pub async fn get_secret_string(
         body.as_bytes(),
         OffsetDateTime::now_utc(),
     );
-    let response = https::post(endpoint, &headers, body.as_bytes())
+    let response = https::request(endpoint, "POST", "/", &headers, body.as_bytes())
         .await
         .map_err(SecretError::Transport)?;
     if response.status == 200 {

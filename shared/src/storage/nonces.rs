@@ -93,14 +93,55 @@ impl Storage {
     }
 }
 
-/// The `used_at` a consumption by this call writes: the current time, with the microseconds
-/// within its millisecond drawn at random, so that a repeat tells this call's mark from
-/// another consumer's. Two marks meet only for consumers of one nonce in the same millisecond,
-/// and then one time in a thousand (and only the repeat of a call looks at the mark).
+/// Random bits in a consumption mark: a repeat takes another consumer's `used_at` (another
+/// call's mark, or the `now()` @lti-tool/postgresql writes) for its own at most one time in
+/// 2^40.
+const MARK_BITS: u32 = 40;
+
+/// The `used_at` a consumption by this call writes: a microsecond drawn at random among the
+/// 2^40 (12.7 days) before now, so that a repeat tells this call's mark from any other
+/// consumer's. `used_at` thus says "used, no later than 12.7 days after this": its value is
+/// read by nothing else (the cleanup goes by `expires_at`; @lti-tool/postgresql only asks
+/// whether it is NULL), and a time in the past still reads as used to anyone comparing it
+/// with now.
 fn consumption_mark() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    let within_millisecond = i64::from(now.nanosecond() % 1_000_000);
-    let random_micros = (Uuid::new_v4().as_u128() % 1000) as i64;
-    now - time::Duration::nanoseconds(within_millisecond)
-        + time::Duration::microseconds(random_micros)
+    // The low 40 bits of a v4 UUID are all random (its fixed bits are in the high half).
+    mark_before(OffsetDateTime::now_utc(), Uuid::new_v4().as_u128())
+}
+
+/// The mark that the low `MARK_BITS` bits of `random` pick before `now`, to the microsecond:
+/// timestamptz's precision, so that each pick is a different stored value.
+fn mark_before(now: OffsetDateTime, random: u128) -> OffsetDateTime {
+    let now = now - time::Duration::nanoseconds(i64::from(now.nanosecond() % 1000));
+    let micros = (random & ((1 << MARK_BITS) - 1)) as i64;
+    now - time::Duration::microseconds(micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumption_mark_is_one_of_2_to_the_40_microseconds() {
+        let now = time::macros::datetime!(2030-01-02 03:04:05.678_901_234 UTC);
+        let latest = time::macros::datetime!(2030-01-02 03:04:05.678_901 UTC);
+        assert_eq!(mark_before(now, 0), latest);
+        let all_ones = (1u128 << 40) - 1;
+        assert_eq!(
+            latest - mark_before(now, all_ones),
+            time::Duration::microseconds(1 << 40) - time::Duration::microseconds(1)
+        );
+        // Each of the 40 bits moves the mark by its own weight; the bits above are not used.
+        for bit in 0..40 {
+            assert_eq!(
+                latest - mark_before(now, 1 << bit),
+                time::Duration::microseconds(1 << bit),
+                "bit {bit}"
+            );
+        }
+        assert_eq!(mark_before(now, 1 << 40), latest);
+        assert_eq!(mark_before(now, u128::MAX), mark_before(now, all_ones));
+        // Whole microseconds, so that PostgreSQL stores each mark as it is.
+        assert_eq!(mark_before(now, 12345).nanosecond() % 1000, 0);
+    }
 }

@@ -19,28 +19,42 @@ async fn version(db: &TestDb) -> Option<i64> {
         .map(|row| row.get(0))
 }
 
-/// A role with the grants `@lti-tool/postgresql` needs and no more: USAGE on the schema and
-/// reading and writing its five tables. Roles are server-wide: named after the test's schema.
-struct PackageRole {
+/// A role of a test. Roles are server-wide: named after the test's schema.
+struct Role {
     name: String,
 }
 
-impl PackageRole {
-    async fn create(db: &TestDb) -> PackageRole {
-        let name = format!("{}_package", db.schema);
+impl Role {
+    /// Role `{schema}_{suffix}` with USAGE on the schema and `grants` (SQL naming the role
+    /// `{role}` and the schema `{schema}`).
+    async fn create(db: &TestDb, suffix: &str, grants: &str) -> Role {
+        let name = format!("{}_{suffix}", db.schema);
         db.sql()
             .await
             .batch_execute(&format!(
                 "CREATE ROLE {name} NOLOGIN;
                  GRANT USAGE ON SCHEMA {schema} TO {name};
-                 GRANT SELECT, INSERT, UPDATE, DELETE
-                     ON clients, deployments, nonces, sessions, registration_sessions
-                     TO {name};",
-                schema = db.schema
+                 {grants}",
+                schema = db.schema,
+                grants = grants
+                    .replace("{role}", &name)
+                    .replace("{schema}", &db.schema),
             ))
             .await
-            .expect("create the package's role");
-        PackageRole { name }
+            .expect("create the role");
+        Role { name }
+    }
+
+    /// The grants `@lti-tool/postgresql` needs and no more: USAGE on the schema and reading
+    /// and writing its five tables.
+    async fn package(db: &TestDb) -> Role {
+        Role::create(
+            db,
+            "package",
+            "GRANT SELECT, INSERT, UPDATE, DELETE
+                 ON clients, deployments, nonces, sessions, registration_sessions TO {role};",
+        )
+        .await
     }
 
     /// A connection acting as the role, as the package's own would.
@@ -48,7 +62,7 @@ impl PackageRole {
         let sql = db.sql().await;
         sql.batch_execute(&format!("SET ROLE {}", self.name))
             .await
-            .expect("act as the package's role");
+            .expect("act as the role");
         sql
     }
 
@@ -57,7 +71,7 @@ impl PackageRole {
             .await
             .batch_execute(&format!("DROP OWNED BY {0}; DROP ROLE {0}", self.name))
             .await
-            .expect("drop the package's role");
+            .expect("drop the role");
     }
 }
 
@@ -109,7 +123,7 @@ async fn assert_each_write_is_counted(
 #[tokio::test]
 async fn a_role_with_grants_on_the_package_tables_only_writes_platforms_and_is_counted() {
     let db = TestDb::migrated().await;
-    let role = PackageRole::create(&db).await;
+    let role = Role::package(&db).await;
     let writer = role.connect(&db).await;
     let may_update_counter: bool = writer
         .query_one(
@@ -120,17 +134,61 @@ async fn a_role_with_grants_on_the_package_tables_only_writes_platforms_and_is_c
         .unwrap()
         .get(0);
     assert!(!may_update_counter, "the role has no grant on the counter");
+    assert!(
+        !may_execute_counting_function(&writer).await,
+        "nor on the function that counts"
+    );
 
+    // Triggers fire whatever the writer may execute.
     assert_each_write_is_counted(&db, &writer, &package_writes("")).await;
 
     drop(writer);
     role.drop(&db).await;
 }
 
+async fn may_execute_counting_function(sql: &tokio_postgres::Client) -> bool {
+    sql.query_one(
+        "SELECT has_function_privilege('lti_storage_count_change()', 'EXECUTE')",
+        &[],
+    )
+    .await
+    .expect("check the privilege")
+    .get(0)
+}
+
+#[tokio::test]
+async fn a_role_cannot_attach_the_counting_function_which_runs_as_its_owner_to_a_table_of_its_own()
+{
+    let db = TestDb::migrated().await;
+    let counter_before = version(&db).await;
+    let role = Role::create(&db, "fresh", "GRANT CREATE ON SCHEMA {schema} TO {role};").await;
+    let sql = role.connect(&db).await;
+    assert!(!may_execute_counting_function(&sql).await);
+    sql.batch_execute("CREATE TABLE of_its_own (id int)")
+        .await
+        .expect("the role may create a table");
+    let err = sql
+        .batch_execute(
+            "CREATE TRIGGER as_the_owner AFTER INSERT ON of_its_own
+             FOR EACH STATEMENT EXECUTE FUNCTION lti_storage_count_change()",
+        )
+        .await
+        .expect_err("the role may not use the function");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+        "{err}"
+    );
+    assert_eq!(version(&db).await, counter_before);
+
+    drop(sql);
+    role.drop(&db).await;
+}
+
 #[tokio::test]
 async fn a_writers_search_path_and_temporary_tables_do_not_divert_the_count() {
     let db = TestDb::migrated().await;
-    let role = PackageRole::create(&db).await;
+    let role = Role::package(&db).await;
     let writer = role.connect(&db).await;
     // A counter of its own, where an unpinned search_path would look first.
     writer
@@ -234,7 +292,7 @@ async fn a_write_puts_back_a_deleted_counter_row_at_a_value_not_seen_before() {
     let storage = db.storage();
     let (client, _) = add_platform(&storage).await;
     let mut seen = vec![version(&db).await.expect("the counter")];
-    let role = PackageRole::create(&db).await;
+    let role = Role::package(&db).await;
     let writer = role.connect(&db).await;
     let sql = db.sql().await;
 

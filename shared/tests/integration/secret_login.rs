@@ -5,12 +5,15 @@
 //! secret that cannot be used fails the first call with an error naming it, never showing
 //! its value; no log line, at TRACE, ever holds a password.
 
-use lti_storage::aws::{signed_json_request, Credentials};
+use lti_storage::aws::{get_secret_string, signed_json_request, Credentials, SecretError};
+use lti_storage::config::DatabaseLogin;
 use lti_storage::{ErrorKind, Storage};
 use serde_json::json;
 use test_support::cluster::Cluster;
 use test_support::moto::{python, Keys, Moto};
+use test_support::response_endpoint::ResponseEndpoint;
 use test_support::{config_at, free_port, new_client, with_password, TestDb};
+use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::secrets::{assert_error_without, Logs};
@@ -270,5 +273,115 @@ fn a_secrets_manager_request_is_signed_as_botocore_signs_it() {
         }
         assert!(theirs.contains_key("authorization"));
         assert_eq!(ours.len(), theirs.len() + 1, "ours add only host: {ours:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_hostile_or_oversized_answer_is_unavailable_never_a_panic() {
+    let endpoint = ResponseEndpoint::start();
+    let origin = endpoint.origin();
+    let vars = [
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "not-a-real-secret-key"),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", origin.as_str()),
+        ("DATABASE_SECRET_ARN", "lti-storage/hostile"),
+    ];
+    let storage = Storage::new(&config_at("", &vars).unwrap()).unwrap();
+    // A secret of 600 KiB: beyond the 512 KiB any real answer fits in.
+    let oversized = json!({"SecretString": "x".repeat(600 * 1024)}).to_string();
+    let chunk = "y".repeat(300 * 1024);
+    let answers = [
+        // A chunk size that overflows any sum it enters.
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nffffffffffffffff\r\nabc\r\n"
+            .to_owned(),
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{oversized}",
+            oversized.len()
+        ),
+        // Each chunk within the limit, together beyond it.
+        format!(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{0:x}\r\n{chunk}\r\n{0:x}\r\n{chunk}\r\n0\r\n\r\n",
+            chunk.len()
+        ),
+        // A length announced beyond the limit, with nothing after it.
+        "HTTP/1.1 200 OK\r\ncontent-length: 18446744073709551615\r\n\r\n".to_owned(),
+    ];
+    for (i, answer) in answers.into_iter().enumerate() {
+        endpoint.answer_raw([answer.into_bytes()]);
+        let err = storage.list_clients().await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Unavailable, "answer {i}: {err}");
+        assert!(
+            err.message.contains("lti-storage/hostile")
+                && err.message.contains("response larger than 512 KiB"),
+            "answer {i}: {err}"
+        );
+        assert!(!err.message.contains("xxx") && !err.message.contains("yyy"));
+        assert_eq!(endpoint.received().len(), i + 1, "one request per call");
+    }
+}
+
+/// A container credentials endpoint's answer: `keys`, expiring at `expiration`.
+fn credentials_answer(keys: &Keys, expiration: OffsetDateTime) -> Vec<u8> {
+    let body = json!({"AccessKeyId": keys.id, "SecretAccessKey": keys.secret,
+        "Token": keys.token, "Expiration": expiration.format(&Rfc3339).unwrap()})
+    .to_string();
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn credentials_from_a_container_endpoint_are_asked_again_before_they_expire() {
+    const TOKEN: &str = "container-authorization-token";
+    const PATH: &str = "/2018-06-01/credentials";
+    let moto = Moto::start();
+    let url = "postgres://lti:pw@db.example.com/lti";
+    let arn = moto.create_secret("lti-storage/refreshed", url);
+    let credentials = ResponseEndpoint::start();
+    let now = OffsetDateTime::now_utc();
+    // First a role allowed nothing, expiring within the 5 minutes the storage keeps in hand;
+    // then the storage function's role, for an hour.
+    credentials.answer_raw([
+        credentials_answer(&moto.other, now + time::Duration::minutes(1)),
+        credentials_answer(&moto.storage, now + time::Duration::hours(1)),
+    ]);
+    let full_uri = format!("{}{PATH}", credentials.origin());
+    let vars = [
+        ("AWS_REGION", moto.region),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto.endpoint.as_str()),
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", full_uri.as_str()),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN", TOKEN),
+        ("DATABASE_SECRET_ARN", arn.as_str()),
+    ];
+    let config = config_at("", &vars).expect("a valid configuration");
+    let DatabaseLogin::Secret {
+        id,
+        access,
+        endpoint,
+    } = &config.login
+    else {
+        panic!("a secret login: {:?}", config.login);
+    };
+
+    // Signed with the first credentials, which moto refuses.
+    match get_secret_string(access, endpoint, id).await {
+        Err(SecretError::Refused { kind, .. }) => assert!(kind.contains("AccessDenied"), "{kind}"),
+        other => panic!("refused with the first credentials: {other:?}"),
+    }
+    // Those expire in a minute: the next request is signed with new ones, and they are kept.
+    for _ in 0..2 {
+        assert_eq!(get_secret_string(access, endpoint, id).await.unwrap(), url);
+    }
+    let asked = credentials.received();
+    assert_eq!(asked.len(), 2, "asked once per set of credentials");
+    for request in asked {
+        assert_eq!(
+            (request.method.as_str(), request.target.as_str()),
+            ("GET", PATH)
+        );
+        assert_eq!(request.header("authorization"), Some(TOKEN));
     }
 }
