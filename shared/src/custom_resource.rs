@@ -1,8 +1,13 @@
 //! The migrations as a CloudFormation custom resource (`Migrations` in template.yaml), handled
 //! by the cleanup function: Create and Update apply them, Delete leaves the data as it is.
 //!
+//! Whoever may invoke the cleanup function can send it such an event, so before anything else
+//! `check_origin` makes sure the event is CloudFormation's for a stack of the function's own
+//! account and region, answered through CloudFormation's own response bucket; any other event
+//! is refused with nothing done (no migration, no database connection, no request).
+//!
 //! CloudFormation waits for an answer PUT to the event's pre-signed `ResponseURL`, so every
-//! path answers: SUCCESS, or FAILED with a reason a person can act on (never the password,
+//! path past the checks answers: SUCCESS, or FAILED with a reason a person can act on (never the password,
 //! which no error message holds). The migrations get the invocation's time less what the
 //! answer needs; past that they roll back and the reason points to the command line.
 //!
@@ -10,7 +15,7 @@
 //! the database's TLS) rather than with an HTTP client crate: one request, of which only the
 //! status line is read, does not justify a client's dependencies in the binary.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -107,23 +112,48 @@ impl Answer {
     }
 }
 
-/// Answers a custom-resource event before `deadline`. `Err` when no answer reached
-/// CloudFormation: the event names no usable response URL, or the PUT failed (Lambda then
-/// tries the event again).
+/// The variable that sends every answer to a plain-HTTP endpoint on this machine's loopback
+/// (`http://127.0.0.1:PORT`) instead of the event's URL: for the tests only. template.yaml never
+/// sets it (a test checks). The event is checked all the same.
+pub const TEST_ENDPOINT_VAR: &str = "CUSTOM_RESOURCE_TEST_ENDPOINT";
+
+/// Answers a custom-resource event before `deadline`. `function_arn` is the invoked function's
+/// ARN (the Lambda context's `invoked_function_arn`), `test_endpoint` the value of
+/// `TEST_ENDPOINT_VAR`. `Err` when no answer reached CloudFormation: the event was refused
+/// (nothing done), or the PUT failed (Lambda then tries the event again).
 pub async fn handle(
     storage: Result<&Storage, &ConfigError>,
     event: &Value,
+    function_arn: &str,
+    test_endpoint: Option<&str>,
     deadline: Instant,
 ) -> Result<Answer, Error> {
-    let url = ResponseUrl::parse(event.get("ResponseURL"))?;
+    let refused = |problem: String| {
+        // Which check failed, never the URL: its query is a credential.
+        tracing::warn!(problem, "custom-resource event refused, nothing done");
+        Error::invalid_input(format!(
+            "custom-resource event refused, nothing done: {problem}"
+        ))
+    };
+    let test_endpoint = test_endpoint
+        .map(test_endpoint_address)
+        .transpose()
+        .map_err(refused)?;
+    let field = |name: &str| event.get(name).and_then(Value::as_str).unwrap_or_default();
+    let url =
+        check_origin(field("ResponseURL"), field("StackId"), function_arn).map_err(refused)?;
     let answer = match event.get("RequestType").and_then(Value::as_str) {
         Some("Delete") => Answer::success(Vec::new()),
         Some("Create" | "Update") => apply(storage, event, deadline).await,
         _ => Answer::failed(malformed("RequestType must be Create, Update or Delete")),
     };
     let time_left = deadline.saturating_duration_since(Instant::now());
-    url.put(&answer.document(event), ANSWER_TIME.min(time_left))
-        .await?;
+    url.put(
+        &answer.document(event),
+        test_endpoint,
+        ANSWER_TIME.min(time_left),
+    )
+    .await?;
     tracing::info!(
         status = answer.status(),
         reason = answer.error.as_ref().map(|err| err.message.as_str()),
@@ -142,7 +172,8 @@ async fn apply(
     event: &Value,
     deadline: Instant,
 ) -> Answer {
-    for field in ["StackId", "RequestId", "LogicalResourceId"] {
+    // StackId was checked with the response URL.
+    for field in ["RequestId", "LogicalResourceId"] {
         if !event.get(field).is_some_and(Value::is_string) {
             return Answer::failed(malformed(&format!("{field} must be a string")));
         }
@@ -228,58 +259,149 @@ fn truncate(text: &str, max: usize) -> &str {
     }
 }
 
+/// The checks an event passes before anything is done with it: `ResponseURL` is an https URL
+/// (port 443, no user info, no IP address) to CloudFormation's response bucket of the
+/// function's own region, and `StackId` is a stack of the function's own partition, region and
+/// account. `Ok`: where to answer. `Err`: which check failed, never the value given.
+fn check_origin(
+    response_url: &str,
+    stack_id: &str,
+    function_arn: &str,
+) -> Result<ResponseUrl, String> {
+    let home = Home::of_function(function_arn).ok_or(
+        "the invoked function's ARN is not a Lambda function ARN, so the event's stack cannot \
+         be checked",
+    )?;
+    let url = ResponseUrl::parse(response_url, &home)?;
+    let stack_prefix = format!(
+        "arn:{}:cloudformation:{}:{}:stack/",
+        home.partition, home.region, home.account
+    );
+    let stack = stack_id.strip_prefix(&stack_prefix).unwrap_or_default();
+    if !stack
+        .split_once('/')
+        .is_some_and(|(name, id)| !name.is_empty() && !id.is_empty())
+    {
+        return Err(format!(
+            "StackId must be a stack of the function's own partition, region and account \
+             ({stack_prefix}<name>/<id>)"
+        ));
+    }
+    Ok(url)
+}
+
+/// Where the function runs: the partition, region and account of its ARN.
+struct Home<'a> {
+    partition: &'a str,
+    region: &'a str,
+    account: &'a str,
+}
+
+impl<'a> Home<'a> {
+    /// From `arn:<partition>:lambda:<region>:<account>:function:<name>[:<version or alias>]`.
+    fn of_function(arn: &'a str) -> Option<Home<'a>> {
+        let parts: Vec<&str> = arn.split(':').collect();
+        let ["arn", partition, "lambda", region, account, "function", name, ref qualifier @ ..] =
+            *parts.as_slice()
+        else {
+            return None;
+        };
+        // The region becomes part of a host name: letters, digits and dashes only.
+        let label = |text: &str| {
+            !text.is_empty()
+                && text
+                    .bytes()
+                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+        };
+        let valid = label(partition)
+            && label(region)
+            && account.len() == 12
+            && account.bytes().all(|byte| byte.is_ascii_digit())
+            && !name.is_empty()
+            && qualifier.len() <= 1;
+        valid.then_some(Home {
+            partition,
+            region,
+            account,
+        })
+    }
+
+    /// The hosts of CloudFormation's response bucket of this region
+    /// (`cloudformation-custom-resource-response-<region without dashes>`) that its pre-signed
+    /// URLs use: S3's regional endpoint with a dot or, in older regions, a dash, and in the
+    /// `aws` partition S3's global endpoint (us-east-1's URLs use it; it reaches the bucket of
+    /// any region). `None`: a partition whose domain is not known here.
+    fn response_hosts(&self) -> Option<Vec<String>> {
+        let domain = match self.partition {
+            "aws" | "aws-us-gov" => "amazonaws.com",
+            "aws-cn" => "amazonaws.com.cn",
+            _ => return None,
+        };
+        let bucket = format!(
+            "cloudformation-custom-resource-response-{}",
+            self.region.replace('-', "")
+        );
+        let region = self.region;
+        let mut hosts = vec![
+            format!("{bucket}.s3.{region}.{domain}"),
+            format!("{bucket}.s3-{region}.{domain}"),
+        ];
+        if self.partition == "aws" {
+            hosts.push(format!("{bucket}.s3.{domain}"));
+        }
+        Some(hosts)
+    }
+}
+
 /// Where the answer goes: the event's pre-signed URL, split for one request.
 #[derive(Debug, PartialEq, Eq)]
 struct ResponseUrl {
-    tls: bool,
+    /// A host of CloudFormation's response bucket; the port is https's.
     host: String,
-    port: u16,
     /// Path and query exactly as given: the query holds the signature.
     target: String,
 }
 
 impl ResponseUrl {
-    /// An `https` URL; plain `http` only to this machine's loopback (tests answer there, and
-    /// nothing on Lambda does). Errors never repeat the URL: its query is a credential.
-    fn parse(value: Option<&Value>) -> Result<ResponseUrl, Error> {
-        let bad = |problem: &str| {
-            Err(Error::invalid_input(format!(
-                "custom-resource event without a usable ResponseURL ({problem}): nothing to \
-                 answer"
-            )))
-        };
-        let Some(url) = value.and_then(Value::as_str) else {
-            return bad("missing or not a string");
-        };
-        let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
-            (true, rest)
-        } else if let Some(rest) = url.strip_prefix("http://") {
-            (false, rest)
-        } else {
-            return bad("not an https URL");
-        };
+    /// `url`, if it is an https URL to CloudFormation's response bucket of `home`'s region.
+    fn parse(url: &str, home: &Home) -> Result<ResponseUrl, String> {
+        let rest = url
+            .strip_prefix("https://")
+            .ok_or("ResponseURL must be an https URL")?;
         if url
             .bytes()
             .any(|byte| byte.is_ascii_whitespace() || byte.is_ascii_control())
         {
-            return bad("it holds spaces or control characters");
+            return Err("ResponseURL must hold no spaces or control characters".into());
         }
         let end = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, target) = rest.split_at(end);
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) => match port.parse() {
-                Ok(port) => (host, port),
-                Err(_) => return bad("its port is not a number"),
-            },
-            None => (authority, if tls { 443 } else { 80 }),
-        };
-        if host.is_empty() || host.contains(['@', '[', ']']) {
-            return bad("its host is not a plain name or IPv4 address");
+        if authority.contains('@') {
+            return Err("ResponseURL must hold no user info".into());
         }
-        let loopback =
-            host == "localhost" || host.parse().is_ok_and(|ip: Ipv4Addr| ip.is_loopback());
-        if !tls && !loopback {
-            return bad("plain http is only for a local test on the loopback address");
+        if authority.starts_with('[') {
+            return Err("ResponseURL's host must be a name, not an IP address".into());
+        }
+        let host = match authority.rsplit_once(':') {
+            Some((host, port)) if port.parse() == Ok(443u16) => host,
+            Some(_) => return Err("ResponseURL must be on port 443".into()),
+            None => authority,
+        };
+        if host.parse::<Ipv4Addr>().is_ok() {
+            return Err("ResponseURL's host must be a name, not an IP address".into());
+        }
+        let hosts = home.response_hosts().ok_or_else(|| {
+            format!(
+                "the function's partition {} has no known CloudFormation response bucket",
+                home.partition
+            )
+        })?;
+        if !hosts.iter().any(|known| known.eq_ignore_ascii_case(host)) {
+            return Err(format!(
+                "ResponseURL's host must be CloudFormation's response bucket of the function's \
+                 region, one of {}",
+                hosts.join(", ")
+            ));
         }
         let target = match target.strip_prefix('?') {
             Some(query) => format!("/?{query}"),
@@ -287,40 +409,45 @@ impl ResponseUrl {
             None => target.to_owned(),
         };
         Ok(ResponseUrl {
-            tls,
             host: host.to_owned(),
-            port,
             target,
         })
     }
 
-    /// PUTs `document` within `limit`; only a 2xx status is an answer delivered.
-    async fn put(&self, document: &str, limit: Duration) -> Result<(), Error> {
+    /// PUTs `document` within `limit`, to the URL's host or else `test_endpoint`; only a 2xx
+    /// status is an answer delivered.
+    async fn put(
+        &self,
+        document: &str,
+        test_endpoint: Option<SocketAddrV4>,
+        limit: Duration,
+    ) -> Result<(), Error> {
+        let destination = match test_endpoint {
+            Some(address) => format!("{address} ({TEST_ENDPOINT_VAR})"),
+            None => self.host.clone(),
+        };
         let failed = |problem: String| {
             Error::unavailable(format!(
-                "could not deliver the answer to CloudFormation (a PUT to {}): {problem}. A \
-                 function in a VPC reaches it through a NAT gateway or an S3 gateway endpoint",
-                self.host
+                "could not deliver the answer to CloudFormation (a PUT to {destination}): \
+                 {problem}. A function in a VPC reaches it through a NAT gateway or an S3 \
+                 gateway endpoint"
             ))
-        };
-        let default_port = if self.tls { 443 } else { 80 };
-        let host_header = if self.port == default_port {
-            self.host.clone()
-        } else {
-            format!("{}:{}", self.host, self.port)
         };
         // No Content-Type: the URL's signature was made for none.
         let head = format!(
-            "PUT {} HTTP/1.1\r\nHost: {host_header}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "PUT {} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             self.target,
+            self.host,
             document.len()
         );
         let exchange = async {
-            let stream = TcpStream::connect((self.host.as_str(), self.port))
-                .await
-                .map_err(|err| format!("could not connect: {err}"))?;
-            if !self.tls {
-                return status_of(stream, &head, document).await;
+            let stream = match test_endpoint {
+                Some(address) => TcpStream::connect(address).await,
+                None => TcpStream::connect((self.host.as_str(), 443)).await,
+            }
+            .map_err(|err| format!("could not connect: {err}"))?;
+            if test_endpoint.is_some() {
+                return status_of(stream, &head, document).await; // plain HTTP
             }
             let name = ServerName::try_from(self.host.clone())
                 .map_err(|_| "the host is not a valid TLS server name".to_owned())?;
@@ -337,6 +464,16 @@ impl ResponseUrl {
             Ok(Ok(status)) => Err(failed(format!("it answered HTTP {status}"))),
         }
     }
+}
+
+/// `TEST_ENDPOINT_VAR`'s value: an address on this machine's loopback.
+fn test_endpoint_address(value: &str) -> Result<SocketAddrV4, String> {
+    let address = value.strip_prefix("http://");
+    let address = address.map(|address| address.strip_suffix('/').unwrap_or(address));
+    address
+        .and_then(|address| address.parse::<SocketAddrV4>().ok())
+        .filter(|address| address.ip().is_loopback() && address.port() != 0)
+        .ok_or_else(|| format!("{TEST_ENDPOINT_VAR} must be http://127.0.0.1:<port>"))
 }
 
 /// The Mozilla root set, which holds the roots of Amazon S3's certificates.
@@ -394,49 +531,146 @@ fn parse_status(reply: &[u8]) -> Option<u16> {
 mod tests {
     use super::*;
 
-    fn parse(url: &str) -> Result<ResponseUrl, Error> {
-        ResponseUrl::parse(Some(&json!(url)))
-    }
+    const FUNCTION: &str = "arn:aws:lambda:us-east-1:123456789012:function:stack-cleanup";
+    const STACK: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/stack/1f2e";
+    const TARGET: &str = "/arn%3Aaws%3Acloudformation%3Aus-east-1%3A123456789012%3Astack/stack/1f2e%7CMigrations%7Cabc?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=0f0f";
 
     #[test]
-    fn a_presigned_s3_url_keeps_its_path_and_query_as_given() {
-        let url = "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/arn%3Aaws%3Acloudformation%3Aus-east-1%3A123456789012%3Astack/x/1%7CMigrations%7Cabc?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=0f0f";
-        let parsed = parse(url).expect("a valid response URL");
-        assert!(parsed.tls);
-        assert_eq!(
-            parsed.host,
-            "cloudformation-custom-resource-response-useast1.s3.amazonaws.com"
-        );
-        assert_eq!(parsed.port, 443);
-        assert_eq!(
-            parsed.target,
-            &url["https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com"
-                .len()..]
-        );
-        assert_eq!(parse("https://h.example?q=1").unwrap().target, "/?q=1");
-        assert_eq!(parse("https://h.example:8443").unwrap().port, 8443);
-    }
-
-    #[test]
-    fn plain_http_is_refused_except_to_the_loopback() {
-        assert!(!parse("http://127.0.0.1:8080/r?x=1").unwrap().tls);
-        assert!(parse("http://localhost/r").is_ok());
-        for url in [
-            "http://s3.amazonaws.com/r",
-            "http://169.254.169.254/latest",
-            "ftp://127.0.0.1/r",
-            "https://user@h.example/r",
-            "https://[::1]/r",
-            "https://h.example:x/r",
-            "https:///r",
-            "https://h.example/r\r\nX-Injected: 1",
+    fn cloudformations_response_urls_are_accepted_in_every_form_and_partition() {
+        for (function, stack, host) in [
+            (
+                FUNCTION,
+                STACK,
+                "cloudformation-custom-resource-response-useast1.s3.amazonaws.com",
+            ),
+            (
+                FUNCTION,
+                STACK,
+                "cloudformation-custom-resource-response-useast1.s3.us-east-1.amazonaws.com",
+            ),
+            (
+                "arn:aws:lambda:eu-west-1:123456789012:function:stack-cleanup:live",
+                "arn:aws:cloudformation:eu-west-1:123456789012:stack/s/1",
+                "cloudformation-custom-resource-response-euwest1.s3-eu-west-1.amazonaws.com",
+            ),
+            (
+                "arn:aws:lambda:eu-central-1:123456789012:function:f",
+                "arn:aws:cloudformation:eu-central-1:123456789012:stack/s/1",
+                "cloudformation-custom-resource-response-eucentral1.s3.eu-central-1.amazonaws.com",
+            ),
+            (
+                "arn:aws-cn:lambda:cn-north-1:123456789012:function:f",
+                "arn:aws-cn:cloudformation:cn-north-1:123456789012:stack/s/1",
+                "cloudformation-custom-resource-response-cnnorth1.s3.cn-north-1.amazonaws.com.cn",
+            ),
+            (
+                "arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:f",
+                "arn:aws-us-gov:cloudformation:us-gov-west-1:123456789012:stack/s/1",
+                "cloudformation-custom-resource-response-usgovwest1.s3-us-gov-west-1.amazonaws.com",
+            ),
         ] {
-            let err = parse(url).expect_err(url);
-            assert_eq!(err.kind, ErrorKind::InvalidInput, "{url}");
-            assert!(!err.message.contains("h.example/r"), "{err}");
+            for authority in [host.to_owned(), format!("{host}:443")] {
+                let url = format!("https://{authority}{TARGET}");
+                let checked = check_origin(&url, stack, function)
+                    .unwrap_or_else(|problem| panic!("{url}: {problem}"));
+                assert_eq!(checked.host, host);
+                assert_eq!(checked.target, TARGET, "path and query as given");
+            }
         }
-        assert!(ResponseUrl::parse(None).is_err());
-        assert!(ResponseUrl::parse(Some(&json!(5))).is_err());
+        let bare = |url: &str| check_origin(url, STACK, FUNCTION).map(|url| url.target);
+        let host = "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com";
+        assert_eq!(bare(&format!("{host}?q=1")), Ok("/?q=1".to_owned()));
+        assert_eq!(bare(host), Ok("/".to_owned()));
+    }
+
+    #[test]
+    fn any_other_event_is_refused_naming_the_check_and_never_the_url() {
+        let host = "cloudformation-custom-resource-response-useast1.s3.us-east-1.amazonaws.com";
+        let url = format!("https://{host}{TARGET}");
+        let other_stack = "arn:aws:cloudformation:us-east-1:999999999999:stack/stack/1f2e";
+        for (what, url, stack, function, check) in [
+            ("http", format!("http://{host}{TARGET}"), STACK, FUNCTION, "an https URL"),
+            ("no URL", String::new(), STACK, FUNCTION, "an https URL"),
+            ("other port", format!("https://{host}:8443{TARGET}"), STACK, FUNCTION, "port 443"),
+            ("bad port", format!("https://{host}:x{TARGET}"), STACK, FUNCTION, "port 443"),
+            ("user info", format!("https://u:p@{host}{TARGET}"), STACK, FUNCTION, "user info"),
+            ("IPv4", format!("https://127.0.0.1{TARGET}"), STACK, FUNCTION, "not an IP address"),
+            ("IPv6", format!("https://[::1]:443{TARGET}"), STACK, FUNCTION, "not an IP address"),
+            ("other host", format!("https://h.example{TARGET}"), STACK, FUNCTION, "response bucket"),
+            (
+                "a look-alike",
+                format!("https://{host}.h.example{TARGET}"),
+                STACK,
+                FUNCTION,
+                "response bucket",
+            ),
+            (
+                "another region's bucket",
+                format!("https://cloudformation-custom-resource-response-uswest2.s3-us-west-2.amazonaws.com{TARGET}"),
+                STACK,
+                FUNCTION,
+                "response bucket",
+            ),
+            (
+                "a CRLF",
+                format!("https://{host}{TARGET}\r\nX-Injected: 1"),
+                STACK,
+                FUNCTION,
+                "control characters",
+            ),
+            ("another account", url.clone(), other_stack, FUNCTION, "StackId"),
+            (
+                "another region",
+                url.clone(),
+                "arn:aws:cloudformation:us-west-2:123456789012:stack/stack/1f2e",
+                FUNCTION,
+                "StackId",
+            ),
+            ("no stack", url.clone(), "", FUNCTION, "StackId"),
+            (
+                "not a stack",
+                url.clone(),
+                "arn:aws:cloudformation:us-east-1:123456789012:changeSet/x/1",
+                FUNCTION,
+                "StackId",
+            ),
+            ("no function ARN", url.clone(), STACK, "function-arn", "function's ARN"),
+            (
+                "another partition",
+                url.clone(),
+                STACK,
+                "arn:aws-iso:lambda:us-east-1:123456789012:function:f",
+                "partition aws-iso",
+            ),
+        ] {
+            let problem = check_origin(&url, stack, function).expect_err(what);
+            assert!(problem.contains(check), "{what}: {problem}");
+            assert!(!problem.contains("X-Amz-Signature"), "{what}: {problem}");
+            assert!(!problem.contains("999999999999"), "{what}: {problem}");
+        }
+    }
+
+    #[test]
+    fn the_test_endpoint_is_only_ever_on_the_loopback() {
+        assert_eq!(
+            test_endpoint_address("http://127.0.0.1:8080"),
+            Ok("127.0.0.1:8080".parse().unwrap())
+        );
+        assert!(test_endpoint_address("http://127.0.0.1:8080/").is_ok());
+        for value in [
+            "",
+            "127.0.0.1:8080",
+            "https://127.0.0.1:8080",
+            "http://10.0.0.1:8080",
+            "http://169.254.169.254:80",
+            "http://localhost:8080",
+            "http://127.0.0.1",
+            "http://127.0.0.1:0",
+            "http://127.0.0.1:8080/path",
+        ] {
+            let problem = test_endpoint_address(value).expect_err(value);
+            assert!(problem.contains(TEST_ENDPOINT_VAR), "{problem}");
+        }
     }
 
     #[test]

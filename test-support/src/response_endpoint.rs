@@ -1,11 +1,13 @@
 //! A stand-in for CloudFormation's pre-signed response URL: plain HTTP on 127.0.0.1, recording
-//! every request it gets and answering with a status of the test's choosing, or with whole
-//! answers of the test's making (an AWS endpoint's, a hostile one's).
+//! every connection and request it gets and answering with a status of the test's choosing,
+//! or with whole answers of the test's making (an AWS endpoint's, a hostile one's). The cleanup
+//! function sends its answers here only when `CUSTOM_RESOURCE_TEST_ENDPOINT` names it
+//! (`origin`); the events still carry a URL of CloudFormation's own (`response_url`).
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -35,6 +37,7 @@ impl Received {
 pub struct ResponseEndpoint {
     port: u16,
     received: Arc<Mutex<Vec<Received>>>,
+    connections: Arc<AtomicUsize>,
     status: Arc<AtomicU16>,
     answers: Arc<Mutex<VecDeque<Vec<u8>>>>,
     stop: Arc<AtomicBool>,
@@ -45,18 +48,29 @@ pub struct ResponseEndpoint {
 pub const TARGET: &str =
     "/arn%3Aaws%3Acloudformation%3Aus-east-1%3A123456789012%3Astack/test/1%7CMigrations%7Cr1?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=SIGNATURE-SECRET";
 
+/// The host of CloudFormation's response bucket of us-east-1, as its pre-signed URLs name it.
+pub const RESPONSE_HOST: &str =
+    "cloudformation-custom-resource-response-useast1.s3.us-east-1.amazonaws.com";
+
+/// A pre-signed URL as CloudFormation puts it in the events of a stack in us-east-1.
+pub fn response_url() -> String {
+    format!("https://{RESPONSE_HOST}{TARGET}")
+}
+
 impl ResponseEndpoint {
     /// Listening on 127.0.0.1, answering 200.
     pub fn start() -> ResponseEndpoint {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the response endpoint");
         let port = listener.local_addr().expect("its address").port();
         let received = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
         let status = Arc::new(AtomicU16::new(200));
         let answers = Arc::new(Mutex::new(VecDeque::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::spawn({
-            let (received, status, answers, stop) = (
+            let (received, connections, status, answers, stop) = (
                 received.clone(),
+                connections.clone(),
                 status.clone(),
                 answers.clone(),
                 stop.clone(),
@@ -66,6 +80,8 @@ impl ResponseEndpoint {
                     if stop.load(Ordering::SeqCst) {
                         return;
                     }
+                    // Counted before the request is read, so before any answer is sent.
+                    connections.fetch_add(1, Ordering::SeqCst);
                     if let Ok(stream) = stream {
                         serve(stream, &received, &status, &answers);
                     }
@@ -75,6 +91,7 @@ impl ResponseEndpoint {
         ResponseEndpoint {
             port,
             received,
+            connections,
             status,
             answers,
             stop,
@@ -82,14 +99,15 @@ impl ResponseEndpoint {
         }
     }
 
-    /// The URL to put in an event's `ResponseURL`.
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}{TARGET}", self.port)
-    }
-
-    /// `http://127.0.0.1:PORT`: where to point a client that adds its own path.
+    /// `http://127.0.0.1:PORT`: the value of `CUSTOM_RESOURCE_TEST_ENDPOINT` that sends the
+    /// answers here, or where to point a client that adds its own path.
     pub fn origin(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Its own URL: what a forged event would name to reach it directly.
+    pub fn url(&self) -> String {
+        format!("{}{TARGET}", self.origin())
     }
 
     /// Answers the next requests, one each in order, with `answers` as they are (status line,
@@ -106,6 +124,11 @@ impl ResponseEndpoint {
     /// What it received so far.
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().expect("lock").clone()
+    }
+
+    /// How many connections it accepted so far, a request sent on them or not.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 }
 

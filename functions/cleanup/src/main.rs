@@ -23,7 +23,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         eprintln!("{err}");
     }
     let emitter = Emitter::from_env("cleanup");
-    let (storage, emitter) = (storage.as_ref(), &emitter);
+    // Tests only: template.yaml never sets it.
+    let test_endpoint = std::env::var(custom_resource::TEST_ENDPOINT_VAR).ok();
+    let (storage, emitter, test_endpoint) = (storage.as_ref(), &emitter, test_endpoint.as_deref());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let started = Instant::now();
         let deadline = started + time_left(event.context.deadline, epoch_ms_now());
@@ -31,6 +33,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             storage,
             emitter,
             request_id: &event.context.request_id,
+            function_arn: &event.context.invoked_function_arn,
+            test_endpoint,
             started,
             deadline,
         };
@@ -48,6 +52,11 @@ struct Run<'a> {
     storage: Result<&'a Storage, &'a ConfigError>,
     emitter: &'a Emitter,
     request_id: &'a str,
+    /// The ARN the function was invoked by: a custom-resource event must be of its own account
+    /// and region.
+    function_arn: &'a str,
+    /// `CUSTOM_RESOURCE_TEST_ENDPOINT`, where tests take the answers.
+    test_endpoint: Option<&'a str>,
     started: Instant,
     deadline: Instant,
 }
@@ -89,7 +98,14 @@ impl Run<'_> {
 
     /// Answers CloudFormation; the line reports the migrations applied, or why not.
     async fn deploy(&self, event: &Value) -> Result<Value, Diagnostic> {
-        let result = custom_resource::handle(self.storage, event, self.deadline).await;
+        let result = custom_resource::handle(
+            self.storage,
+            event,
+            self.function_arn,
+            self.test_endpoint,
+            self.deadline,
+        )
+        .await;
         let duration = Metric::micros("Duration", self.started.elapsed());
         match result {
             Ok(answer) => {

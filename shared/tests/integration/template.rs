@@ -32,6 +32,18 @@ fn the_custom_resource_lists_every_migration_in_order() {
     assert_eq!(listed, versions);
 }
 
+/// The variable that sends the custom resource's answers to a local endpoint is the tests'
+/// alone: a deployed stack answers CloudFormation only.
+#[test]
+fn the_template_never_sets_the_custom_resource_test_endpoint() {
+    let variable = lti_storage::custom_resource::TEST_ENDPOINT_VAR;
+    assert!(
+        !TEMPLATE.contains(variable),
+        "template.yaml sets {variable}"
+    );
+    assert!(README.contains(variable), "the README explains {variable}");
+}
+
 #[test]
 fn the_readme_explains_every_alarm_of_the_template() {
     let alarms: BTreeSet<String> = TEMPLATE

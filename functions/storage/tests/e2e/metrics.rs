@@ -1,7 +1,7 @@
 //! The functions' output through the real runtime loop: one valid CloudWatch Embedded Metric
 //! Format line per invocation, with the right op, counts and error, and no nonce, session
-//! content or secret on any line. And the deploy's custom resource, answered by the cleanup
-//! function.
+//! content or secret on any line. And the deploy's custom resource, which the cleanup function
+//! refuses under the emulator.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -209,8 +209,11 @@ fn every_invocation_writes_one_valid_metrics_line_and_no_secret() {
     }
 }
 
+/// cargo lambda watch hands the function "function-arn" as its invoked ARN, which ties an event
+/// to no account or region: the cleanup function refuses every custom-resource event there, and
+/// this one, which names the loopback, gets no request sent to it.
 #[test]
-fn the_cleanup_function_answers_the_deploys_custom_resource() {
+fn the_cleanup_function_refuses_a_custom_resource_event_it_cannot_tie_to_its_stack() {
     let e2e = e2e();
     let lambda = &e2e.lambda;
     let endpoint = ResponseEndpoint::start();
@@ -229,18 +232,20 @@ fn the_cleanup_function_answers_the_deploys_custom_resource() {
     });
     let mark = lambda.log_mark();
 
-    let reply = lambda.ok("cleanup", "custom resource Create", &create);
+    let message = lambda.fails("cleanup", "custom resource Create", &create, "InvalidInput");
 
-    assert_eq!(
-        reply,
-        json!({"Status": "SUCCESS", "Applied": []}),
-        "the schema was migrated already"
+    assert!(
+        message.contains("refused, nothing done") && message.contains("function's ARN"),
+        "{message}"
     );
-    let received = endpoint.received();
-    assert_eq!(received.len(), 1, "{received:?}");
-    assert_eq!(received[0].body["Status"], "SUCCESS");
-    assert_eq!(received[0].body["RequestId"], create["RequestId"]);
+    assert_eq!(endpoint.connections(), 0, "no request");
     let lines = emf_lines(lambda, mark, 1);
     assert_eq!(lines[0].0["Op"], "deploy");
-    assert_eq!(lines[0].0["MigrationsApplied"], 0);
+    assert_eq!(lines[0].0["ErrorType"], "InvalidInput");
+    let log = lambda.log_since(mark).join("\n");
+    assert!(log.contains("custom-resource event refused"), "{log}");
+    assert!(
+        !log.contains("SIGNATURE-SECRET"),
+        "the URL is never logged: {log}"
+    );
 }
