@@ -10,6 +10,10 @@ use crate::error::Result;
 use crate::model::CleanupCounts;
 use crate::storage::Storage;
 
+/// Time the `cleanup` op of the storage function gives a run: inside its 30 s Lambda timeout.
+/// The next run (or the cleanup function's schedule) finishes what is left.
+pub const INVOCATION_TIME_LIMIT: Duration = Duration::from_secs(20);
+
 /// Time kept in hand before the deadline, beyond twice the slowest batch so far.
 const SAFETY_MARGIN: Duration = Duration::from_secs(1);
 

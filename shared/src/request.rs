@@ -12,9 +12,9 @@ use crate::access::{Access, Surface};
 use crate::error::{Error, Result};
 use crate::http::{Input, Reply, Route};
 use crate::input::{json_type, Timestamp};
-use crate::migrate;
 use crate::model::{ClientUpdate, DeploymentUpdate, NewClient, NewDeployment};
 use crate::storage::Storage;
+use crate::{cleanup, migrate};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -44,6 +44,9 @@ pub struct NonceRef {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AddClient {
+    /// The caller's id for the new client, so that a retry returns the same id.
+    #[serde(default)]
+    pub id: Option<String>,
     pub client: NewClient,
 }
 
@@ -58,6 +61,9 @@ pub struct UpdateClient {
 #[serde(rename_all = "camelCase")]
 pub struct AddDeployment {
     pub client_id: String,
+    /// As `AddClient::id`.
+    #[serde(default)]
+    pub id: Option<String>,
     pub deployment: NewDeployment,
 }
 
@@ -179,7 +185,7 @@ operations! {
         |s, r| s.get_client_by_id(&r.client_id).await;
     AddClient(AddClient) = "addClient" for Access::Registration,
         "POST" "/clients" Input::Body("client") => Reply::CreatedId,
-        |s, r| s.add_client(&r.client).await;
+        |s, r| s.add_client(r.id.as_deref(), &r.client).await;
     UpdateClient(UpdateClient) = "updateClient" for Access::Admin,
         "PATCH" "/clients/{clientId}" Input::Body("client") => Reply::NoContent,
         |s, r| s.update_client(&r.client_id, &r.client).await;
@@ -195,7 +201,7 @@ operations! {
         |s, r| s.get_deployment(&r.client_id, &r.deployment_id).await;
     AddDeployment(AddDeployment) = "addDeployment" for Access::Registration,
         "POST" "/clients/{clientId}/deployments" Input::Body("deployment") => Reply::CreatedId,
-        |s, r| s.add_deployment(&r.client_id, &r.deployment).await;
+        |s, r| s.add_deployment(&r.client_id, r.id.as_deref(), &r.deployment).await;
     UpdateDeployment(UpdateDeployment) = "updateDeployment" for Access::Admin,
         "PATCH" "/clients/{clientId}/deployments/{deploymentId}" Input::Body("deployment")
             => Reply::NoContent,
@@ -234,6 +240,13 @@ operations! {
     DeleteRegistrationSession(SessionRef) = "deleteRegistrationSession" for Access::Registration,
         "DELETE" "/registration-sessions/{sessionId}" Input::None => Reply::NoContent,
         |s, r| s.delete_registration_session(&r.session_id).await;
+    // What a tool's scheduled `cleanup()` asked of `@lti-tool/postgresql`: deletes only what
+    // has expired, so any caller may.
+    Cleanup(NoArgs) = "cleanup" for Access::Runtime,
+        "POST" "/cleanup" Input::None => Reply::Ok,
+        |s, _| cleanup::cleanup(s, std::time::Instant::now() + cleanup::INVOCATION_TIME_LIMIT)
+            .await
+            .map(|outcome| outcome.counts);
     Migrate(NoArgs) = "migrate" for Access::Admin,
         "POST" "/migrate" Input::None => Reply::Ok,
         |s, _| migrate::migrate(s.database(), migrate::INVOCATION_TIME_LIMIT)

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::Storage;
 use crate::cache::{Footprint, Generation};
 use crate::db::{column, lock};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::input;
 use crate::model::{
     Client, ClientUpdate, Deployment, DeploymentUpdate, LaunchConfig, NewClient, NewDeployment,
@@ -219,17 +219,26 @@ impl Storage {
     }
 
     /// Registers a platform; returns its new internal id.
-    pub async fn add_client(&self, client: &NewClient) -> Result<Uuid> {
+    /// Adds a client under `id` (the caller's, or a new one) and returns the id. The same add
+    /// repeated with the same id (a retry whose first attempt committed but whose answer was
+    /// lost) finds its own row and returns the id again; another add with that id is a
+    /// Conflict.
+    pub async fn add_client(&self, id: Option<&str>, client: &NewClient) -> Result<Uuid> {
         check_new_client(client)?;
-        // The id is chosen here so a retry after a lost answer finds its own row
-        // (ON CONFLICT (id)) instead of adding a second one.
-        let id = Uuid::new_v4();
-        self.db
+        let id = chosen_id("addClient", id)?;
+        let ours = self
+            .db
             .run("client", |db| async move {
-                db.query(
-                    "INSERT INTO clients (id, name, iss, client_id, auth_url, token_url, jwks_url)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (id) DO NOTHING",
+                db.query_one(
+                    "WITH added AS (
+                         INSERT INTO clients (id, name, iss, client_id, auth_url, token_url, jwks_url)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)
+                         ON CONFLICT (id) DO NOTHING
+                         RETURNING id)
+                     SELECT EXISTS (SELECT FROM added) OR EXISTS (
+                         SELECT FROM clients WHERE id = $1 AND name = $2 AND iss = $3
+                             AND client_id = $4 AND auth_url = $5 AND token_url = $6
+                             AND jwks_url = $7) AS ours",
                     &[
                         (&id, Type::UUID),
                         (&client.name, Type::VARCHAR),
@@ -243,6 +252,9 @@ impl Storage {
                 .await
             })
             .await?;
+        if !column::<bool>(&ours, "ours", "client")? {
+            return Err(another_add_with_this_id("client"));
+        }
         self.forget_launch_configs(&client.iss, &client.client_id);
         Ok(id)
     }
@@ -358,9 +370,12 @@ impl Storage {
     }
 
     /// Adds a deployment to a client; returns its new internal id.
+    /// Adds a deployment to a client under `id` (the caller's, or a new one), repeatable as
+    /// `add_client` is.
     pub async fn add_deployment(
         &self,
         client_id: &str,
+        id: Option<&str>,
         deployment: &NewDeployment,
     ) -> Result<Uuid> {
         let client = input::uuid("clientId", client_id)?;
@@ -375,8 +390,7 @@ impl Storage {
             deployment.description.as_deref(),
             input::text,
         )?;
-        // Chosen here for the same reason as in add_client.
-        let id = Uuid::new_v4();
+        let id = chosen_id("addDeployment", id)?;
         let owner = self
             .db
             .run("deployment", |db| async move {
@@ -385,8 +399,14 @@ impl Storage {
                           added AS (
                               INSERT INTO deployments (id, client_id, deployment_id, name, description)
                               SELECT $1, owner.id, $3, $4, $5 FROM owner
-                              ON CONFLICT (id) DO NOTHING)
-                     SELECT iss, client_id FROM owner",
+                              ON CONFLICT (id) DO NOTHING
+                              RETURNING id)
+                     SELECT iss, client_id,
+                            EXISTS (SELECT FROM added) OR EXISTS (
+                                SELECT FROM deployments WHERE id = $1 AND client_id = $2
+                                    AND deployment_id = $3 AND name IS NOT DISTINCT FROM $4
+                                    AND description IS NOT DISTINCT FROM $5) AS ours
+                     FROM owner",
                     &[
                         (&id, Type::UUID),
                         (&client, Type::UUID),
@@ -399,6 +419,9 @@ impl Storage {
             })
             .await?;
         let owner = owner.ok_or_else(|| Error::not_found("no client with this clientId"))?;
+        if !column::<bool>(&owner, "ours", "deployment")? {
+            return Err(another_add_with_this_id("deployment"));
+        }
         self.forget_launch_configs_in(&owner, "iss", "client_id");
         Ok(id)
     }
@@ -551,4 +574,21 @@ impl Storage {
         }
         Ok(config)
     }
+}
+
+/// The id of an add: the caller's, so that a retry of an add whose answer was lost finds its
+/// own row, or a new one. (A new one is chosen before the first attempt too: a repeat on a
+/// fresh connection finds the row of the attempt whose answer was lost.)
+fn chosen_id(op: &str, id: Option<&str>) -> Result<Uuid> {
+    match id {
+        Some(id) => input::uuid(&format!("{op}: field `id`"), id),
+        None => Ok(Uuid::new_v4()),
+    }
+}
+
+fn another_add_with_this_id(what: &str) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        format!("a different {what} was already added with this id"),
+    )
 }

@@ -93,6 +93,61 @@ async fn duplicate_iss_and_client_id_is_a_conflict_and_no_second_row() {
     assert_eq!(db.count("SELECT count(*) FROM clients").await, 3);
 }
 
+/// A caller's retry of an add whose answer it lost (as dynamic registration's client makes):
+/// with the id the caller chose, the repeat returns the same id and adds nothing; another add
+/// under that id is a Conflict; an id that is no UUID is InvalidInput naming it.
+#[tokio::test]
+async fn an_add_repeated_with_the_callers_id_returns_that_id_and_adds_nothing() {
+    let db = TestDb::migrated().await;
+    let storage = db.storage();
+    let (client_id, deployment_id) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
+    let client = client_json(&new_client(ISS, LMS_CLIENT));
+    let add_client = json!({"op": "addClient", "id": client_id, "client": client});
+    let add_deployment = json!({"op": "addDeployment", "clientId": client_id,
+        "id": deployment_id, "deployment": {"deploymentId": "default", "name": "Course"}});
+    for _ in 0..2 {
+        assert_eq!(ok(&storage, add_client.clone()).await, json!(client_id));
+        assert_eq!(
+            ok(&storage, add_deployment.clone()).await,
+            json!(deployment_id)
+        );
+    }
+    assert_eq!(db.count("SELECT count(*) FROM clients").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM deployments").await, 1);
+    // What a repeat on another container finds: the row, not its cache.
+    let other_container = db.storage();
+    assert_eq!(
+        ok(&other_container, add_client.clone()).await,
+        json!(client_id)
+    );
+
+    let mut other_client = add_client.clone();
+    other_client["client"]["clientId"] = json!("10000000000002");
+    let err = fails(&storage, other_client).await;
+    assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
+    assert_eq!(
+        err.message,
+        "a different client was already added with this id"
+    );
+    let mut other_deployment = add_deployment.clone();
+    other_deployment["deployment"]["name"] = json!("Another course");
+    let err = fails(&storage, other_deployment).await;
+    assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
+    assert_eq!(db.count("SELECT count(*) FROM clients").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM deployments").await, 1);
+
+    let mut not_a_uuid = add_client;
+    not_a_uuid["id"] = json!("s3cret");
+    let err = fails(&storage, not_a_uuid).await;
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+    assert!(
+        err.message
+            .starts_with("addClient: field `id` must be a UUID"),
+        "{err}"
+    );
+    assert!(!err.message.contains("s3cret"), "{err}");
+}
+
 #[tokio::test]
 async fn get_client_by_id_includes_its_deployments() {
     let db = TestDb::migrated().await;

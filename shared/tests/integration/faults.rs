@@ -40,7 +40,7 @@ async fn a_restarted_database_is_reconnected_by_the_next_call() {
     let db = TestDb::migrated_on(&cluster.url).await;
     let storage = db.storage();
     storage
-        .add_client(&new_client("https://before", LMS_CLIENT))
+        .add_client(None, &new_client("https://before", LMS_CLIENT))
         .await
         .unwrap();
 
@@ -160,7 +160,7 @@ async fn a_database_down_at_cold_start_is_unavailable_then_used_once_back() {
 
     cluster.start();
     storage
-        .add_client(&new_client("https://back", LMS_CLIENT))
+        .add_client(None, &new_client("https://back", LMS_CLIENT))
         .await
         .unwrap();
 
@@ -230,13 +230,13 @@ async fn a_lost_answer_to_add_client_is_retried_without_a_second_row() {
     // Open the connection and prepare the statement on it: the call below then sends only
     // its values, and the cut loses the answer to the INSERT itself.
     storage
-        .add_client(&new_client("https://warm-up", LMS_CLIENT))
+        .add_client(None, &new_client("https://warm-up", LMS_CLIENT))
         .await
         .unwrap();
 
     proxy.set_mode(Mode::CutAfter("https://lost-answer".into()));
     let id = storage
-        .add_client(&new_client("https://lost-answer", LMS_CLIENT))
+        .add_client(None, &new_client("https://lost-answer", LMS_CLIENT))
         .await
         .unwrap();
 
@@ -969,10 +969,10 @@ async fn load_round(
 
     if round % 8 == 0 {
         let added = storage
-            .add_client(&new_client(
-                &format!("https://load/{caller}/{round}"),
-                LMS_CLIENT,
-            ))
+            .add_client(
+                None,
+                &new_client(&format!("https://load/{caller}/{round}"), LMS_CLIENT),
+            )
             .await;
         answers.borrow_mut().record("addClient", &added);
         if let Ok(id) = added {
@@ -987,7 +987,7 @@ async fn a_client_deleted_through_one_container_stops_launching_in_another_withi
     let bound = [("CHANGE_CHECK_INTERVAL_MS", "500")];
     let (a, b) = (db.storage_with(&bound), db.storage_with(&bound));
     let client = a
-        .add_client(&new_client("https://revoked", LMS_CLIENT))
+        .add_client(None, &new_client("https://revoked", LMS_CLIENT))
         .await
         .unwrap();
     let deployment = lti_storage::model::NewDeployment {
@@ -995,7 +995,7 @@ async fn a_client_deleted_through_one_container_stops_launching_in_another_withi
         name: None,
         description: None,
     };
-    a.add_deployment(&client.to_string(), &deployment)
+    a.add_deployment(&client.to_string(), None, &deployment)
         .await
         .unwrap();
     let launch = || b.get_launch_config("https://revoked", "10000000000001", "1:abc");
@@ -1012,7 +1012,7 @@ async fn a_change_made_by_other_software_is_seen_within_the_bound() {
     let b = db.storage_with(&[("CHANGE_CHECK_INTERVAL_MS", "500")]);
     let a = db.storage();
     let client = a
-        .add_client(&new_client("https://moved", LMS_CLIENT))
+        .add_client(None, &new_client("https://moved", LMS_CLIENT))
         .await
         .unwrap();
     let deployment = lti_storage::model::NewDeployment {
@@ -1020,7 +1020,7 @@ async fn a_change_made_by_other_software_is_seen_within_the_bound() {
         name: None,
         description: None,
     };
-    a.add_deployment(&client.to_string(), &deployment)
+    a.add_deployment(&client.to_string(), None, &deployment)
         .await
         .unwrap();
     let before = b

@@ -55,7 +55,7 @@ async fn a_rotated_password_is_read_again_without_a_restart() {
     let storage = secret_storage(&moto, &moto.storage, &arn, &url);
     let canvas = new_client("https://canvas.example.edu", "rotation");
     storage
-        .add_client(&canvas)
+        .add_client(None, &canvas)
         .await
         .expect("the cold start reads the secret");
     assert_eq!(logs.text().matches("read the database secret").count(), 1);
@@ -117,7 +117,7 @@ async fn a_url_secret_gets_the_options_of_database_url() {
     let url = format!("postgres://?options=-c%20search_path%3D{}", db.schema);
     let storage = secret_storage(&moto, &moto.storage, &arn, &url);
     storage
-        .add_client(&new_client("https://canvas.example.edu", "url"))
+        .add_client(None, &new_client("https://canvas.example.edu", "url"))
         .await
         .expect("the secret's URL with DATABASE_URL's search_path");
     assert_eq!(

@@ -272,8 +272,8 @@ async fn database_errors_never_show_the_password_or_the_values() {
     let db = TestDb::migrated_on(&url).await;
     let storage = db.storage();
     let canvas = new_client("https://canvas.instructure.com", "10000000000001");
-    storage.add_client(&canvas).await.unwrap();
-    let err = storage.add_client(&canvas).await.unwrap_err();
+    storage.add_client(None, &canvas).await.unwrap();
+    let err = storage.add_client(None, &canvas).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
     assert_error_without(
         &err,
@@ -302,10 +302,13 @@ async fn database_errors_never_show_the_password_or_the_values() {
         .await
         .unwrap();
     let err = storage
-        .add_client(&NewClient {
-            name: "reserved-name".into(),
-            ..canvas
-        })
+        .add_client(
+            None,
+            &NewClient {
+                name: "reserved-name".into(),
+                ..canvas
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Internal, "{err}");

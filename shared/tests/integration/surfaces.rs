@@ -20,6 +20,7 @@ const RUNTIME: &[&str] = &[
     "getSession",
     "getLaunchConfig",
     "saveLaunchConfig",
+    "cleanup",
 ];
 const REGISTRATION: &[&str] = &[
     "addClient",

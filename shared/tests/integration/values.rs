@@ -154,7 +154,7 @@ async fn updates_keep_text_byte_for_byte() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
     let id = storage
-        .add_client(&client_of(0, "plain"))
+        .add_client(None, &client_of(0, "plain"))
         .await
         .unwrap()
         .to_string();
@@ -200,7 +200,7 @@ async fn unicode_is_never_normalised() {
             iss: iss.into(),
             ..client_of(0, client_id)
         };
-        let id = storage.add_client(&client).await.unwrap().to_string();
+        let id = storage.add_client(None, &client).await.unwrap().to_string();
         ok(
             &storage,
             json!({"op": "addDeployment", "clientId": id, "deployment": {"deploymentId": client_id}}),
@@ -248,7 +248,7 @@ async fn length_limits_count_characters_not_bytes() {
         auth_url: long_url.clone(),
         ..client_of(0, "limits")
     };
-    let id = storage.add_client(&client).await.unwrap().to_string();
+    let id = storage.add_client(None, &client).await.unwrap().to_string();
     let got = db.storage().get_client_by_id(&id).await.unwrap().unwrap();
     assert_eq!(got.name, emoji);
     assert_eq!(got.auth_url, long_url);

@@ -91,6 +91,12 @@ fn every_schedule_payload_deletes_what_expired_and_only_that() {
         &events.raw("schedule-scheduler.json"),
     );
     assert_eq!(scheduler, counts(1, 0, 0));
+    // The storage function's `cleanup` op, what a tool's own `cleanup()` calls, does the same.
+    execute(
+        "INSERT INTO nonces (nonce, expires_at) VALUES ('expired-4', now() - interval '1 hour')",
+    );
+    let op = lambda.ok("storage", "the cleanup op", &events.raw("cleanup.json"));
+    assert_eq!(op, counts(1, 0, 0));
     let empty = lambda.ok(
         "cleanup",
         "schedule-empty",
