@@ -46,7 +46,7 @@ async fn serve() -> Result<(), lambda_runtime::Error> {
     let emitter: &'static Emitter = Box::leak(Box::new(Emitter::from_env("storage")));
     // One at a time unless AWS_LAMBDA_MAX_CONCURRENCY is above 1.
     lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Value>| async move {
-        let surface = Surface::of_invoked_arn(&event.context.invoked_function_arn);
+        let surface = storage.surface_of(&event.context.invoked_function_arn);
         let invocation = Invocation::start(storage, emitter, &event.context.request_id);
         // Each invocation counts its own cache lookups and reconnects, also when others run
         // beside it on this container.
