@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Checks the deployment without AWS: cfn-lint and `sam validate --lint` on template.yaml, then
-# `sam build`, and that it produced an arm64 `bootstrap` for both functions.
+# Checks the deployment without AWS: cfn-lint and `sam validate --lint` on template.yaml, that
+# a deploy changing only a parameter moves both aliases to a new version (scripts/check-versions.py,
+# with the SAM translator), then `sam build`, and that it produced an arm64 `bootstrap` for both
+# functions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,8 @@ ensure_tools cfn-lint sam aarch64
 export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" SAM_CLI_TELEMETRY=0
 cfn-lint template.yaml
 sam validate --lint
+# The SAM CLI's own Python, where its translator and cfn-lint are.
+"$ET_VENV/bin/python" scripts/check-versions.py template.yaml
 
 # sam build writes its build.toml beside the build directory: both go in one temporary
 # directory, removed on exit.

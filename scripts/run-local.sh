@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 . scripts/ensure-tools.sh
 ensure_tools
 
+# `cargo lambda watch` names no alias when it invokes, so locally every invocation gets every
+# op, as the admin alias does when deployed (template.yaml never sets this).
+export ADMIN_ON_ANY_QUALIFIER=true
+
 # One shell under with-postgres.sh, so the migrations and the functions see the same database.
 # shellcheck disable=SC2016 # expanded by the inner bash
 exec scripts/with-postgres.sh bash -c '

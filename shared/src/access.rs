@@ -1,6 +1,7 @@
 //! Who may call what. The storage function is invoked through two aliases that IAM tells
-//! apart: `runtime`, granted to LTI Lambdas, answers only what launches need; `admin` (and an
-//! unqualified call, as `cargo lambda watch` makes) answers every operation.
+//! apart: `runtime`, granted to LTI Lambdas, answers only what launches need; `admin` answers
+//! every operation. Anything else (the plain function name, `$LATEST`, a numbered version)
+//! gets the runtime surface: an IAM grant on the function name must not open the admin one.
 
 /// Which callers an operation is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,13 +23,13 @@ pub enum Surface {
 
 impl Surface {
     /// The surface of an invocation of `invoked_arn`
-    /// (`arn:aws:lambda:region:account:function:name[:qualifier]`): `admin`, `$LATEST` or no
-    /// qualifier is the admin surface, any other qualifier the runtime one, so an alias nobody
-    /// planned for gets least privilege.
+    /// (`arn:aws:lambda:region:account:function:name[:qualifier]`): the `admin` alias is the
+    /// admin surface; no qualifier, `$LATEST`, a version number or any other alias the runtime
+    /// one, so whatever nobody planned for gets least privilege.
     pub fn of_invoked_arn(invoked_arn: &str) -> Surface {
         match invoked_arn.split(':').nth(7) {
-            None | Some("admin") | Some("$LATEST") => Surface::Admin,
-            Some(_) => Surface::Runtime,
+            Some("admin") => Surface::Admin,
+            _ => Surface::Runtime,
         }
     }
 
@@ -54,19 +55,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_invoked_alias_decides_the_surface() {
+    fn only_the_admin_alias_gets_the_admin_surface() {
         let function = "arn:aws:lambda:eu-west-1:123456789012:function:lti-storage";
-        assert_eq!(Surface::of_invoked_arn(function), Surface::Admin);
+        assert_eq!(Surface::of_invoked_arn(function), Surface::Runtime);
         for (qualifier, surface) in [
             ("admin", Surface::Admin),
-            ("$LATEST", Surface::Admin),
+            ("$LATEST", Surface::Runtime),
             ("runtime", Surface::Runtime),
             ("7", Surface::Runtime),
             ("live", Surface::Runtime),
+            ("Admin", Surface::Runtime), // qualifiers are case-sensitive: another alias
+            ("", Surface::Runtime),
         ] {
             let arn = format!("{function}:{qualifier}");
             assert_eq!(Surface::of_invoked_arn(&arn), surface, "{qualifier}");
         }
+        // What `cargo lambda watch` sends as the invoked ARN, whatever the Invoke API call named.
+        assert_eq!(Surface::of_invoked_arn("function-arn"), Surface::Runtime);
+        assert_eq!(Surface::of_invoked_arn(""), Surface::Runtime);
     }
 
     #[test]

@@ -182,6 +182,9 @@ pub struct Config {
     /// Whether the runtime surface also registers platforms (`addClient`, `addDeployment`,
     /// registration sessions), for tools that use LTI dynamic registration.
     pub dynamic_registration: bool,
+    /// Whether every invocation gets the admin surface, whatever alias or version it names:
+    /// for local development only (`cargo lambda watch` names none). template.yaml never sets it.
+    pub admin_on_any_qualifier: bool,
     pub log_level: LevelFilter,
 }
 
@@ -287,6 +290,7 @@ impl Config {
                 .map(Duration::from_millis)?,
             cleanup_batch_size: number("CLEANUP_BATCH_SIZE", 10_000, 1, 1_000_000)? as u32,
             dynamic_registration: flag("DYNAMIC_REGISTRATION", false)?,
+            admin_on_any_qualifier: flag("ADMIN_ON_ANY_QUALIFIER", false)?,
             log_level,
         })
     }
@@ -840,6 +844,20 @@ mod tests {
         assert!(!config(Some("false")).unwrap().prepared_statements);
         let err = config(Some("yes")).unwrap_err();
         assert_eq!(err.variable, "PREPARED_STATEMENTS");
+    }
+
+    #[test]
+    fn admin_on_any_qualifier_is_off_unless_set_and_a_malformed_value_names_it() {
+        let open = |vars: &[(&str, &str)]| config_with(vars).unwrap().admin_on_any_qualifier;
+        assert!(!open(&[]));
+        assert!(!open(&[("ADMIN_ON_ANY_QUALIFIER", "false")]));
+        assert!(open(&[("ADMIN_ON_ANY_QUALIFIER", "true")]));
+        for value in ["yes", "1", "TRUE"] {
+            assert_error_names(
+                config_with(&[("ADMIN_ON_ANY_QUALIFIER", value)]),
+                "ADMIN_ON_ANY_QUALIFIER",
+            );
+        }
     }
 
     #[test]

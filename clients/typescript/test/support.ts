@@ -173,6 +173,9 @@ export async function startLocalStorage(env: Record<string, string> = {}): Promi
         DATABASE_URL: url,
         CARGO_TARGET_DIR: target,
         LOG_LEVEL: 'info',
+        // cargo lambda watch names no alias: this opens the admin ops (migrate, updateClient...)
+        // that the tests call, as scripts/run-local.sh does.
+        ADMIN_ON_ANY_QUALIFIER: 'true',
         ...env,
       },
     },

@@ -48,7 +48,7 @@ async fn serve() -> Result<(), lambda_runtime::Error> {
     let storage: &'static Storage = Box::leak(Box::new(storage));
     let emitter: &'static Emitter = Box::leak(Box::new(Emitter::from_env("storage")));
     let handler = service_fn(move |event: LambdaEvent<Payload<String>>| async move {
-        let surface = Surface::of_invoked_arn(&event.context.invoked_function_arn);
+        let surface = storage.surface_of(&event.context.invoked_function_arn);
         let invocation = Invocation::start(storage, emitter, &event.context.request_id);
         // Each invocation counts its own cache lookups and reconnects, also when others run
         // beside it on this container.

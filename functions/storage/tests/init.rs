@@ -46,3 +46,13 @@ fn a_malformed_number_stops_the_function_naming_the_variable() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("SESSION_TTL_SECS"), "{stderr}");
 }
+
+#[test]
+fn a_malformed_admin_on_any_qualifier_stops_the_function_naming_it() {
+    let (code, stderr) = start_with(&[
+        ("DATABASE_URL", "postgres://lti@db.example/lti"),
+        ("ADMIN_ON_ANY_QUALIFIER", "yes"),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("ADMIN_ON_ANY_QUALIFIER"), "{stderr}");
+}

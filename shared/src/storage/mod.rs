@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::access::Surface;
 use crate::cache::TtlCache;
 use crate::config::{Config, ConfigError};
 use crate::db::Database;
@@ -34,6 +35,7 @@ pub struct Storage {
     max_session_bytes: usize,
     cleanup_batch_size: u32,
     dynamic_registration: bool,
+    admin_on_any_qualifier: bool,
 }
 
 impl Storage {
@@ -59,6 +61,7 @@ impl Storage {
             max_session_bytes: config.max_session_bytes,
             cleanup_batch_size: config.cleanup_batch_size,
             dynamic_registration: config.dynamic_registration,
+            admin_on_any_qualifier: config.admin_on_any_qualifier,
         })
     }
 
@@ -75,6 +78,16 @@ impl Storage {
     /// than a few times this much.
     pub fn largest_payload(&self) -> usize {
         2 * self.max_session_bytes + 64 * 1024
+    }
+
+    /// The surface of an invocation of `invoked_arn`: the admin surface through the `admin`
+    /// alias only, unless ADMIN_ON_ANY_QUALIFIER opens it to every invocation (local runs).
+    pub fn surface_of(&self, invoked_arn: &str) -> Surface {
+        if self.admin_on_any_qualifier {
+            Surface::Admin
+        } else {
+            Surface::of_invoked_arn(invoked_arn)
+        }
     }
 
     pub fn database(&self) -> &Database {

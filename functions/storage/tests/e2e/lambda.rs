@@ -73,7 +73,7 @@ struct Watch {
 }
 
 impl Watch {
-    fn start(root: &Path, port: u16, database_url: &str) -> Watch {
+    fn start(root: &Path, port: u16, database_url: &str, vars: &[(&str, &str)]) -> Watch {
         let target = root.join("target/lambda-watch");
         fs::create_dir_all(&target).expect("create target/lambda-watch");
         let log = target.join(format!("e2e-watch-{port}.log"));
@@ -88,6 +88,7 @@ impl Watch {
             .env("DATABASE_URL", database_url)
             .env("CARGO_TARGET_DIR", &target)
             .env("LOG_LEVEL", "info")
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -259,18 +260,23 @@ fn post(agent: &ureq::Agent, url: &str, payload: Vec<u8>) -> Result<Outcome, Str
 }
 
 impl Lambda {
-    /// Both functions under `cargo lambda watch` with `database_url`, ready: the first call
-    /// of each compiles it.
-    pub fn start(database_url: &str) -> Lambda {
+    /// Both functions under `cargo lambda watch` with `database_url` and the variables `vars`,
+    /// ready: the first call of each compiles it.
+    pub fn start(database_url: &str, vars: &[(&str, &str)]) -> Lambda {
         require_cargo_lambda();
         let started = Instant::now();
         let port = free_port();
         let lambda = Lambda {
             base: format!("http://127.0.0.1:{port}/2015-03-31/functions"),
             agent: agent(CALL_LIMIT),
-            watch: RefCell::new(Watch::start(&workspace_root(), port, database_url)),
+            watch: RefCell::new(Watch::start(&workspace_root(), port, database_url, vars)),
         };
-        lambda.wait_until_ready("storage", &json!({"op": "listClients"}));
+        // An op every alias answers: a session nobody stored.
+        let session = Uuid::new_v4().to_string();
+        lambda.wait_until_ready(
+            "storage",
+            &json!({"op": "getSession", "sessionId": session}),
+        );
         // Nothing has expired yet, so the cleanup deletes nothing.
         lambda.wait_until_ready("cleanup", &json!({}));
         println!("both functions ready after {:.1?}", started.elapsed());
@@ -310,14 +316,17 @@ impl Lambda {
         &self,
         agent: &ureq::Agent,
         function: &str,
+        qualifier: Option<&str>,
         payload: Vec<u8>,
     ) -> Result<Outcome, String> {
         let exits_before = self.watch.borrow().function_exits();
         let (sender, receiver) = mpsc::channel();
-        let (agent, url) = (
-            agent.clone(),
-            format!("{}/{function}/invocations", self.base),
-        );
+        let mut url = format!("{}/{function}/invocations", self.base);
+        if let Some(qualifier) = qualifier {
+            // As the AWS SDKs send it: `$LATEST` escaped.
+            url += &format!("?Qualifier={}", qualifier.replace('$', "%24"));
+        }
+        let agent = agent.clone();
         std::thread::spawn(move || {
             let _ = sender.send(std::panic::catch_unwind(AssertUnwindSafe(|| {
                 post(&agent, &url, payload)
@@ -345,11 +354,26 @@ impl Lambda {
     }
 
     fn invoke(&self, function: &str, payload: &Value) -> Outcome {
-        self.invoke_with_bytes(function, payload.to_string().into_bytes())
+        self.invoke_qualified(function, None, payload)
     }
 
-    fn invoke_with_bytes(&self, function: &str, payload: Vec<u8>) -> Outcome {
-        self.send(&self.agent, function, payload)
+    /// An Invoke API call with `Qualifier` (an alias or version) when given.
+    pub fn invoke_qualified(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+        payload: &Value,
+    ) -> Outcome {
+        self.invoke_with_bytes(function, qualifier, payload.to_string().into_bytes())
+    }
+
+    fn invoke_with_bytes(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+        payload: Vec<u8>,
+    ) -> Outcome {
+        self.send(&self.agent, function, qualifier, payload)
             .unwrap_or_else(|problem| panic!("{problem}"))
     }
 
@@ -359,7 +383,7 @@ impl Lambda {
         let slow = agent(STARTUP_LIMIT);
         let mut last = String::new();
         while started.elapsed() < STARTUP_LIMIT {
-            match self.send(&slow, function, payload.to_string().into_bytes()) {
+            match self.send(&slow, function, None, payload.to_string().into_bytes()) {
                 Ok(Outcome::Ok(_)) => {
                     println!("{function} ready after {:.1?}", started.elapsed());
                     return;
@@ -394,7 +418,7 @@ impl Lambda {
         payload: Vec<u8>,
         error_type: &str,
     ) -> String {
-        match self.invoke_with_bytes(function, payload) {
+        match self.invoke_with_bytes(function, None, payload) {
             Outcome::Failed(found, message) => {
                 assert_eq!(found, error_type, "{what}: {message}");
                 assert!(!message.is_empty(), "{what}: empty errorMessage");
