@@ -44,6 +44,9 @@ const RSS_TARGET_MIB: f64 = 24.0;
 /// ...and how far memory may move: over the load once the caches are full, and between a
 /// cleanup of a large backlog and one of empty tables.
 const FLAT_MIB: f64 = 1.0;
+/// How far above its RSS after a first call the storage function may go while refusing a
+/// 6 MB payload.
+const OVERSIZED_MARGIN_MIB: f64 = 32.0;
 
 fn main() {
     let url = std::env::var("TEST_DATABASE_URL").expect(
@@ -72,6 +75,12 @@ async fn run(url: &str) {
 
     let db = fixture(&storage, url).await;
     let sql = db.sql().await;
+    if std::env::args().any(|arg| arg == "payload") {
+        oversized_payload(&storage, &db.url).await;
+        drop(sql);
+        db.remove().await;
+        return;
+    }
     if !std::env::args().any(|arg| arg == "load") {
         cold_start(&storage, &db.url, None).await;
         // The same with the login read from Secrets Manager (moto's, on 127.0.0.1).
@@ -80,6 +89,7 @@ async fn run(url: &str) {
         cold_start(&storage, &db.url, Some((&moto, &arn))).await;
         drop(moto);
         mixed_load(&storage, &db.url).await;
+        oversized_payload(&storage, &db.url).await;
         cleanup_backlog(&cleanup, &db.url, &sql).await;
     }
     load::in_one_process(&storage, &db).await;
@@ -275,6 +285,42 @@ async fn mixed_load(storage: &Path, url: &str) {
         &format!("RSS flat: after 100k ≤ after 10k + {FLAT_MIB} MiB"),
         format!("{:+.1} MiB", last - full),
         last - full <= FLAT_MIB,
+    );
+    println!();
+}
+
+/// The storage function refusing a payload of 6 MB, the most Lambda passes on, whose session
+/// holds 3 million numbers: its peak RSS against its RSS after a first call.
+async fn oversized_payload(storage: &Path, url: &str) {
+    let api = RuntimeApi::start().await;
+    let function = Function::spawn(
+        storage,
+        "storage",
+        &api,
+        &[("DATABASE_URL", url.to_owned())],
+    );
+    api.invoke(&launch_config("hot-0"), Duration::from_secs(10))
+        .await
+        .expect("a first call");
+    let idle = function.memory_mib("VmRSS");
+    let session = json!({"id": Uuid::new_v4(), "numbers": vec![0u8; 3_000_000]});
+    let payload = json!({"op": "addSession", "session": session});
+    let bytes = payload.to_string().len();
+    let refused = api
+        .invoke(&payload, Duration::from_secs(30))
+        .await
+        .expect_err("a payload over the limit is refused");
+    assert_eq!(refused["errorType"], "InvalidInput", "{refused}");
+    let peak = function.memory_mib("VmHWM");
+    println!(
+        "Memory: one storage process refusing a {:.1} MB payload (addSession, a session of 3 million numbers)",
+        bytes as f64 / 1e6
+    );
+    println!("  RSS after a first call {idle:.1} MiB; peak (VmHWM) {peak:.1} MiB");
+    target(
+        &format!("peak ≤ RSS after a first call + {OVERSIZED_MARGIN_MIB} MiB"),
+        format!("{:+.1} MiB", peak - idle),
+        peak - idle <= OVERSIZED_MARGIN_MIB,
     );
     println!();
 }

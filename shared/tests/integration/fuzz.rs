@@ -372,6 +372,13 @@ fn check_shape(op: &str, value: &Value) -> Result<(), TestCaseError> {
         }
         "validateNonce" => value.is_boolean(),
         "migrate" => value["applied"].as_array().is_some_and(Vec::is_empty),
+        "cleanup" => [
+            "noncesDeleted",
+            "sessionsDeleted",
+            "registrationSessionsDeleted",
+        ]
+        .iter()
+        .all(|count| value[count].is_u64()),
         _ => value.is_null(),
     };
     prop_assert!(ok, "{op} answered {value}");
