@@ -73,8 +73,8 @@ export async function withRetries<T>(
   clock: Clock = realClock,
 ): Promise<T> {
   const { op, policy, logger } = plan;
-  const timeLeft = plan.deadline - clock.now();
-  if (timeLeft <= 0) {
+  if (plan.deadline <= clock.now()) {
+    logger?.error({ op, attempt: 0, reason: 'deadline' }, 'storage call not made, giving up');
     throw new StorageError('Unavailable', op, `${op}: no time left for the call before its deadline`);
   }
   for (let attempts = 1; ; attempts++) {
