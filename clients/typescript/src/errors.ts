@@ -29,13 +29,25 @@ export class StorageError extends Error {
   readonly op: string;
   /** True for `Unavailable`: the same call may succeed later. */
   readonly retryable: boolean;
+  /**
+   * Lambda's id of the invocation that answered (`RequestId` in the storage function's log
+   * line for it); undefined when no answer came back (a time-out, a lost connection) or the
+   * call was refused before invoking.
+   */
+  readonly requestId: string | undefined;
 
-  constructor(type: StorageErrorType, op: string, message: string, options?: { cause?: unknown }) {
+  constructor(
+    type: StorageErrorType,
+    op: string,
+    message: string,
+    options?: { cause?: unknown; requestId?: string | undefined },
+  ) {
     super(message, options);
     this.name = type;
     this.type = type;
     this.op = op;
     this.retryable = type === 'Unavailable';
+    this.requestId = options?.requestId;
   }
 }
 

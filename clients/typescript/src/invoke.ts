@@ -41,8 +41,9 @@ export async function invokeStorage(
   const timer = setTimeout(() => timeout.abort(), timeoutMs);
   try {
     const output = await client.send(command, { abortSignal: timeout.signal });
-    const body = decode(call.op, output.Payload);
-    if (output.FunctionError !== undefined) throw functionError(call.op, body);
+    const requestId = output.$metadata.requestId;
+    const body = decode(call.op, output.Payload, requestId);
+    if (output.FunctionError !== undefined) throw functionError(call.op, body, requestId);
     return body;
   } catch (thrown) {
     const error = thrown instanceof NotRepeated ? thrown.original : thrown;
@@ -80,31 +81,34 @@ class NotRepeated extends Error {
   }
 }
 
-function decode(op: string, payload: Uint8Array | undefined): unknown {
+function decode(op: string, payload: Uint8Array | undefined, requestId: string | undefined): unknown {
   const text = payload === undefined ? '' : new TextDecoder().decode(payload);
   if (text === '') return null;
   try {
     return JSON.parse(text) as unknown;
   } catch {
-    return invalidReply(op);
+    throw new StorageError('Internal', op, `${op}: the storage function's reply is not JSON`, {
+      requestId,
+    });
   }
-}
-
-function invalidReply(op: string): never {
-  throw new StorageError('Internal', op, `${op}: the storage function's reply is not JSON`);
 }
 
 /**
  * A function error's body, `{"errorType", "errorMessage"}`: real Lambda sends it with status
  * 200 and `X-Amz-Function-Error`; `cargo lambda watch` with status 500.
  */
-function functionError(op: string, body: unknown): StorageError {
+function functionError(op: string, body: unknown, requestId: string | undefined): StorageError {
   const { errorType, errorMessage } = (body ?? {}) as Record<string, unknown>;
   const message = typeof errorMessage === 'string' ? errorMessage : `${op}: failed`;
-  if (isStorageErrorType(errorType)) return new StorageError(errorType, op, message);
+  if (isStorageErrorType(errorType)) return new StorageError(errorType, op, message, { requestId });
   // The runtime's own errors (a crash, Sandbox.Timedout): not an answer of the storage.
   const kind = typeof errorType === 'string' ? errorType : 'an unknown error';
-  return new StorageError('Internal', op, `${op}: the storage function failed (${kind}): ${message}`);
+  return new StorageError(
+    'Internal',
+    op,
+    `${op}: the storage function failed (${kind}): ${message}`,
+    { requestId },
+  );
 }
 
 /** Lambda service errors that mean "not now": the function may not even have run. */
@@ -136,12 +140,14 @@ function fromSdkError(op: string, error: unknown): unknown {
     code?: unknown;
     errorType?: unknown;
     errorMessage?: unknown;
-    $metadata?: { httpStatusCode?: number };
+    $metadata?: { httpStatusCode?: number; requestId?: string };
   };
   const status = fields.$metadata?.httpStatusCode;
+  const requestId = fields.$metadata?.requestId;
   if (status !== undefined && typeof fields.errorType === 'string') {
     // `cargo lambda watch`: the SDK made an error of the 500 and copied the body's fields.
-    return functionError(op, { errorType: fields.errorType, errorMessage: fields.errorMessage });
+    const body = { errorType: fields.errorType, errorMessage: fields.errorMessage };
+    return functionError(op, body, requestId);
   }
   const name = typeof fields.name === 'string' ? fields.name : '';
   const code = typeof fields.code === 'string' ? fields.code : '';
@@ -150,7 +156,7 @@ function fromSdkError(op: string, error: unknown): unknown {
       'Unavailable',
       op,
       `${op}: the storage function could not be invoked (${name || code})`,
-      { cause: error },
+      { cause: error, requestId },
     );
   }
   return error;

@@ -1,3 +1,6 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomUUID } from 'node:crypto';
+
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import type {
   LTIClient,
@@ -8,9 +11,15 @@ import type {
   LTIStorage,
 } from '@lti-tool/core';
 
+import {
+  optionalCache,
+  type LaunchConfigCacheOptions,
+  type SessionCacheOptions,
+  type TtlCache,
+} from './cache.js';
 import { StorageError } from './errors.js';
 import { invokeStorage, type StorageCall } from './invoke.js';
-import { LaunchConfigCache, type LaunchConfigCacheOptions } from './launchConfigCache.js';
+import type { StorageLogger } from './logger.js';
 import { retryPolicy, withRetries, type RetryOptions, type RetryPolicy } from './retry.js';
 
 export interface LambdaStorageOptions {
@@ -19,18 +28,41 @@ export interface LambdaStorageOptions {
    * (`<function>:runtime`), or a name or ARN with the alias.
    */
   functionName: string;
-  /** The Lambda client to invoke it with (default: `new LambdaClient({})`). */
+  /** The Lambda client to invoke it with (default: `new LambdaClient({})`, closed by `close()`). */
   client?: LambdaClient;
   /** How long one invocation may take before it counts as Unavailable, in ms (default 25000). */
   timeoutMs?: number;
+  /**
+   * How long one method call may take in all, its retries and their waits included, in ms
+   * (default 25000). No attempt outlives it; none starts when the backoff would end past it.
+   * `withRemainingTime` shortens it for the calls made inside.
+   */
+  deadlineMs?: number;
   /** Repeats of calls that failed as Unavailable or throttled; never of nonce calls. */
   retry?: RetryOptions;
+  /** Told about retries (`warn`), give-ups (`error`) and errors the storage answered (`debug`). */
+  logger?: StorageLogger;
   /**
    * Keep launch configs found by the storage in this process (off by default): each hit saves
    * one invocation at every login and launch, and widens how long a changed or deleted
    * platform can still be used here by up to `ttlMs`. `true` takes the defaults.
    */
   launchConfigCache?: boolean | LaunchConfigCacheOptions;
+  /**
+   * Keep sessions found by `getSession` in this process (off by default), as `PostgresStorage`
+   * does: each hit saves one invocation at every page view of a launched user. A session is
+   * never changed once stored; one that expires or is deleted in the storage may still be
+   * served here for up to `ttlMs`. `addSession` of an id through this client drops it. `true`
+   * takes the defaults.
+   */
+  sessionCache?: boolean | SessionCacheOptions;
+}
+
+/** What `cleanup()` deleted, as `PostgresStorage.cleanup()` of `@lti-tool/postgresql` says. */
+export interface CleanupResult {
+  noncesDeleted: number;
+  sessionsDeleted: number;
+  registrationSessionsDeleted: number;
 }
 
 /**
@@ -50,26 +82,51 @@ const NOT_REPEATABLE: ReadonlySet<string> = new Set(['storeNonce', 'validateNonc
 export class LambdaStorage implements LTIStorage {
   private readonly functionName: string;
   private readonly client: LambdaClient;
+  /** Whether `client` was made here, so `close()` is the one to release it. */
+  private readonly ownsClient: boolean;
   private readonly timeoutMs: number;
+  private readonly deadlineMs: number;
   private readonly retry: RetryPolicy;
-  private readonly launchConfigs: LaunchConfigCache | undefined;
+  private readonly logger: StorageLogger | undefined;
+  private readonly launchConfigs: TtlCache<LTILaunchConfig> | undefined;
+  private readonly sessions: TtlCache<LTISession> | undefined;
+  /** The deadline (epoch ms) set by the innermost `withRemainingTime` around a call. */
+  private readonly scopedDeadline = new AsyncLocalStorage<number>();
 
   constructor(options: LambdaStorageOptions) {
     if (typeof options?.functionName !== 'string' || options.functionName === '') {
       throw new TypeError('LambdaStorage: functionName must be the storage function\'s name or ARN');
     }
     this.functionName = options.functionName;
-    this.client = options.client ?? new LambdaClient({});
-    this.timeoutMs = options.timeoutMs ?? 25_000;
-    if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0) {
-      throw new RangeError('LambdaStorage: timeoutMs must be a positive number');
-    }
+    this.ownsClient = options.client === undefined;
+    this.timeoutMs = positiveMs('timeoutMs', options.timeoutMs ?? 25_000);
+    this.deadlineMs = positiveMs('deadlineMs', options.deadlineMs ?? 25_000);
     this.retry = retryPolicy(options.retry);
-    const cache = options.launchConfigCache;
-    this.launchConfigs =
-      cache === undefined || cache === false
-        ? undefined
-        : new LaunchConfigCache(cache === true ? {} : cache);
+    this.logger = options.logger;
+    this.launchConfigs = optionalCache('launchConfigCache', options.launchConfigCache, {
+      ttlMs: 60_000,
+      maxEntries: 100,
+    });
+    this.sessions = optionalCache('sessionCache', options.sessionCache, {
+      ttlMs: 300_000,
+      maxEntries: 1000,
+    });
+    this.client = options.client ?? new LambdaClient({});
+  }
+
+  /**
+   * Runs `fn` with every storage call it makes, directly or through `LTITool`, ending within
+   * `remainingTimeMs` from now (and within `deadlineMs` each). In a Lambda handler, pass
+   * `context.getRemainingTimeInMillis()` less the time the handler needs to answer after a
+   * failed call, so that the storage gives up before Lambda or API Gateway does.
+   */
+  withRemainingTime<T>(remainingTimeMs: number, fn: () => Promise<T>): Promise<T> {
+    if (!Number.isFinite(remainingTimeMs)) {
+      throw new RangeError('LambdaStorage.withRemainingTime: remainingTimeMs must be a number');
+    }
+    const deadline = Date.now() + remainingTimeMs;
+    const outer = this.scopedDeadline.getStore();
+    return this.scopedDeadline.run(Math.min(deadline, outer ?? deadline), fn);
   }
 
   // Clients
@@ -82,8 +139,12 @@ export class LambdaStorage implements LTIStorage {
     return orUndefined((await this.call({ op: 'getClientById', clientId })) as LTIClient | null);
   }
 
+  /**
+   * The id is drawn here, once per call, and sent with every attempt: a retry of an attempt
+   * that committed but whose answer was lost gets the same id back, not a Conflict.
+   */
   async addClient(client: Omit<LTIClient, 'id' | 'deployments'>): Promise<string> {
-    return (await this.write({ op: 'addClient', client })) as string;
+    return (await this.write({ op: 'addClient', id: randomUUID(), client })) as string;
   }
 
   async updateClient(
@@ -109,7 +170,8 @@ export class LambdaStorage implements LTIStorage {
   }
 
   async addDeployment(clientId: string, deployment: Omit<LTIDeployment, 'id'>): Promise<string> {
-    return (await this.write({ op: 'addDeployment', clientId, deployment })) as string;
+    const id = randomUUID(); // as in addClient
+    return (await this.write({ op: 'addDeployment', clientId, id, deployment })) as string;
   }
 
   async updateDeployment(
@@ -127,11 +189,19 @@ export class LambdaStorage implements LTIStorage {
   // Sessions
 
   async getSession(sessionId: string): Promise<LTISession | undefined> {
-    return orUndefined((await this.call({ op: 'getSession', sessionId })) as LTISession | null);
+    const cached = this.sessions?.get(sessionId);
+    if (cached !== undefined) return cached;
+    const session = (await this.call({ op: 'getSession', sessionId })) as LTISession | null;
+    if (session !== null) this.sessions?.set(sessionId, session);
+    return orUndefined(session);
   }
 
   async addSession(session: LTISession): Promise<string> {
-    return (await this.call({ op: 'addSession', session })) as string;
+    try {
+      return (await this.call({ op: 'addSession', session })) as string;
+    } finally {
+      this.sessions?.delete(session.id);
+    }
   }
 
   // Nonces
@@ -185,10 +255,40 @@ export class LambdaStorage implements LTIStorage {
     await this.call({ op: 'deleteRegistrationSession', sessionId });
   }
 
-  /** One storage call, repeated by the retry policy where that is safe. */
+  // As `PostgresStorage` of `@lti-tool/postgresql`
+
+  /**
+   * Deletes the nonces, sessions and registration sessions that have expired, as the storage
+   * stack's cleanup function does on its schedule; for code that calls it itself. One run
+   * takes at most 20 s in the function; what is left then goes at the next run.
+   */
+  async cleanup(): Promise<CleanupResult> {
+    return (await this.call({ op: 'cleanup' })) as CleanupResult;
+  }
+
+  /**
+   * Empties this client's caches and releases the `LambdaClient` it made (one passed in as
+   * `client` stays open: it is the caller's). Not needed in Lambda; for tests and shutdown.
+   */
+  async close(): Promise<void> {
+    this.launchConfigs?.clear();
+    this.sessions?.clear();
+    if (this.ownsClient) this.client.destroy();
+  }
+
+  /** One storage call, repeated by the retry policy where that is safe, within its deadline. */
   private call(call: StorageCall): Promise<unknown> {
-    return withRetries(this.retry, !NOT_REPEATABLE.has(call.op), () =>
-      invokeStorage(this.client, this.functionName, call, this.timeoutMs),
+    const ownDeadline = Date.now() + this.deadlineMs;
+    const scoped = this.scopedDeadline.getStore();
+    const plan = {
+      op: call.op,
+      policy: this.retry,
+      repeatable: !NOT_REPEATABLE.has(call.op),
+      deadline: Math.min(ownDeadline, scoped ?? ownDeadline),
+      logger: this.logger,
+    };
+    return withRetries(plan, (timeLeftMs) =>
+      invokeStorage(this.client, this.functionName, call, Math.min(this.timeoutMs, timeLeftMs)),
     );
   }
 
@@ -200,6 +300,13 @@ export class LambdaStorage implements LTIStorage {
       this.launchConfigs?.clear();
     }
   }
+}
+
+function positiveMs(name: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new RangeError(`LambdaStorage: ${name} must be a positive number`);
+  }
+  return value;
 }
 
 function orUndefined<T>(value: T | null): T | undefined {

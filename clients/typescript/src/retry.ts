@@ -1,4 +1,5 @@
 import { StorageError } from './errors.js';
+import type { StorageLogger } from './logger.js';
 
 /** How `LambdaStorage` repeats a call that failed with a retryable error. */
 export interface RetryOptions {
@@ -39,37 +40,67 @@ export function backoffDelay(policy: RetryPolicy, attempt: number, random: numbe
 
 /** What `withRetries` needs from the outside world; tests pass their own. */
 export interface Clock {
+  now(): number;
   sleep(ms: number): Promise<void>;
   random(): number;
 }
 
 export const realClock: Clock = {
+  now: Date.now,
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
   random: Math.random,
 };
 
+/** One call's attempts: what may be repeated, until when, and who hears about it. */
+export interface Attempts {
+  op: string;
+  policy: RetryPolicy;
+  /** False for calls a repeat could answer wrongly (nonces). */
+  repeatable: boolean;
+  /** No attempt starts, and none runs, past this time (`clock.now()`, ms). */
+  deadline: number;
+  logger: StorageLogger | undefined;
+}
+
 /**
- * Runs `attempt` until it succeeds, fails with an error that is not worth repeating, or the
- * policy's attempts are spent; then throws the last error. Only a `StorageError` with
- * `retryable` is repeated, and only when `repeatable` is true.
+ * Runs `attempt` (given the ms left before the deadline) until it succeeds, fails with an
+ * error that is not worth repeating, or the attempts or the time are spent; then throws the
+ * last error. Only a `StorageError` with `retryable` is repeated, and only when `repeatable`.
  */
 export async function withRetries<T>(
-  policy: RetryPolicy,
-  repeatable: boolean,
-  attempt: () => Promise<T>,
+  plan: Attempts,
+  attempt: (timeLeftMs: number) => Promise<T>,
   clock: Clock = realClock,
 ): Promise<T> {
-  for (let failures = 1; ; failures++) {
+  const { op, policy, logger } = plan;
+  if (plan.deadline <= clock.now()) {
+    logger?.error({ op, attempt: 0, reason: 'deadline' }, 'storage call not made, giving up');
+    throw new StorageError('Unavailable', op, `${op}: no time left for the call before its deadline`);
+  }
+  for (let attempts = 1; ; attempts++) {
     try {
-      return await attempt();
+      return await attempt(plan.deadline - clock.now());
     } catch (error) {
-      const again =
-        repeatable &&
-        failures < policy.maxAttempts &&
-        error instanceof StorageError &&
-        error.retryable;
-      if (!again) throw error;
-      await clock.sleep(backoffDelay(policy, failures, clock.random()));
+      if (!(error instanceof StorageError)) throw error;
+      const about = { op, attempt: attempts, errorType: error.type, requestId: error.requestId };
+      if (!error.retryable) {
+        logger?.debug(about, 'storage call failed');
+        throw error;
+      }
+      const delayMs = backoffDelay(policy, attempts, clock.random());
+      const stop = !plan.repeatable
+        ? 'not repeatable'
+        : attempts >= policy.maxAttempts
+          ? 'attempts spent'
+          : clock.now() + delayMs >= plan.deadline
+            ? 'deadline'
+            : undefined;
+      if (stop !== undefined) {
+        logger?.error({ ...about, reason: stop }, 'storage call failed, giving up');
+        throw error;
+      }
+      logger?.warn({ ...about, delayMs }, 'storage call failed, retrying');
+      await clock.sleep(delayMs);
     }
   }
 }

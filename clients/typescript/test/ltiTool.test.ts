@@ -47,10 +47,15 @@ afterAll(async () => {
 });
 
 /** An LTITool as a tool's Lambda builds it, on LambdaStorage; counts its invocations. */
-async function tool(launchConfigCache: false | { ttlMs: number }) {
+async function tool(launchConfigCache: false | { ttlMs: number }, sessionCache = false) {
   const client = localLambdaClient(local.endpoint);
   const invocations = countInvocations(client);
-  const storage = new LambdaStorage({ functionName: local.functionName, client, launchConfigCache });
+  const storage = new LambdaStorage({
+    functionName: local.functionName,
+    client,
+    launchConfigCache,
+    sessionCache,
+  });
   const lti = new LTITool({
     stateSecret: crypto.getRandomValues(new Uint8Array(32)),
     keyPair: await generateKeyPair('RS256'),
@@ -179,5 +184,17 @@ describe('an LTITool on LambdaStorage', () => {
     // The bound widens by the client cache's TTL.
     await sleep(CLIENT_CACHE_TTL_MS + CHANGE_CHECK_INTERVAL_MS + 500);
     await expect(login(lti)).rejects.toThrow(/No valid launch config/);
+  });
+
+  it('with the session cache: the page views of a launched user after the first need no invocation', async () => {
+    const { lti, storage, invocations } = await tool(false, true);
+    const clientId = await registerPlatform(storage);
+    const { idToken, state } = await platformIdToken(await login(lti));
+    const session = await lti.createSession(await lti.verifyLaunch(idToken, state));
+
+    invocations.clear();
+    for (let view = 0; view < 3; view++) expect(await lti.getSession(session.id)).toEqual(session);
+    expect(Object.fromEntries(invocations)).toEqual({ getSession: 1 });
+    await storage.deleteClient(clientId);
   });
 });

@@ -3,7 +3,8 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { LambdaStorage, StorageError } from '../src/index.js';
+import { LambdaStorage, StorageError, type LambdaStorageOptions } from '../src/index.js';
+import { TtlCache } from '../src/cache.js';
 import { backoffDelay, retryPolicy, withRetries, type Clock } from '../src/retry.js';
 import {
   emulatorFunctionError,
@@ -24,18 +25,20 @@ afterEach(async () => {
 
 async function storageAnswering(
   answer: (payload: Record<string, unknown>, index: number) => Reply | 'hang' | 'reset',
-  options: { timeoutMs?: number; maxAttempts?: number; launchConfigCache?: boolean } = {},
+  { maxAttempts, ...options }: Partial<LambdaStorageOptions> & { maxAttempts?: number } = {},
 ): Promise<{ storage: LambdaStorage; calls: Array<Record<string, unknown>> }> {
   lambda = await scriptedLambda(answer);
   const storage = new LambdaStorage({
     functionName: 'storage',
     client: localLambdaClient(lambda.endpoint),
-    timeoutMs: options.timeoutMs ?? 5_000,
-    retry: { maxAttempts: options.maxAttempts ?? 3, baseDelayMs: 1, maxDelayMs: 5 },
-    launchConfigCache: options.launchConfigCache ?? false,
+    timeoutMs: 5_000,
+    retry: { maxAttempts: maxAttempts ?? 3, baseDelayMs: 1, maxDelayMs: 5 },
+    ...options,
   });
   return { storage, calls: lambda.calls };
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 const LAUNCH_CONFIG = {
   iss: 'https://canvas.instructure.com',
@@ -87,8 +90,8 @@ describe('what each method sends and returns', () => {
       { op: 'saveLaunchConfig', launchConfig: LAUNCH_CONFIG },
       { op: 'setRegistrationSession', sessionId: 'r', session: registration },
       { op: 'deleteRegistrationSession', sessionId: 'r' },
-      { op: 'addClient', client },
-      { op: 'addDeployment', clientId: 'c', deployment: { deploymentId: 'd' } },
+      { op: 'addClient', id: expect.stringMatching(UUID), client },
+      { op: 'addDeployment', clientId: 'c', id: expect.stringMatching(UUID), deployment: { deploymentId: 'd' } },
       { op: 'addSession', session },
       { op: 'listClients' },
       { op: 'listDeployments', clientId: 'c' },
@@ -138,7 +141,31 @@ describe('errors', () => {
         message: 'addClient: a client with this iss and clientId exists',
       });
     });
+
+    it(`a function error from ${surface} carries Lambda's request id`, async () => {
+      const { storage } = await storageAnswering(() => {
+        const answer = reply('Internal', 'migrations not applied');
+        return { ...answer, headers: { ...answer.headers, 'x-amzn-requestid': 'c0ffee00-0000-4000-8000-000000000001' } };
+      });
+      const error = (await storage.listClients().catch((e: unknown) => e)) as StorageError;
+      expect(error.requestId).toBe('c0ffee00-0000-4000-8000-000000000001');
+    });
   }
+
+  it('throttling carries the request id; an answer that never came has none', async () => {
+    const { storage } = await storageAnswering(
+      (_, index) =>
+        index === 0
+          ? { ...throttled(), headers: { ...throttled().headers, 'x-amzn-requestid': 'throttled-1' } }
+          : 'hang',
+      { timeoutMs: 200, maxAttempts: 1 },
+    );
+    const first = (await storage.getSession('s').catch((e: unknown) => e)) as StorageError;
+    expect(first).toMatchObject({ type: 'Unavailable', requestId: 'throttled-1' });
+    const second = (await storage.getSession('s').catch((e: unknown) => e)) as StorageError;
+    expect(second).toBeInstanceOf(StorageError);
+    expect(second.requestId).toBeUndefined();
+  });
 
   it('an error of the runtime itself (a crash, a timeout) is Internal and says which', async () => {
     const { storage } = await storageAnswering(() =>
@@ -241,6 +268,113 @@ describe('what is repeated', () => {
   });
 });
 
+describe('safe adds', () => {
+  for (const [op, add] of [
+    ['addClient', (s: LambdaStorage) => s.addClient({ ...LAUNCH_CONFIG, name: 'n' })],
+    ['addDeployment', (s: LambdaStorage) => s.addDeployment('c', { deploymentId: 'd' })],
+  ] as const) {
+    it(`${op} sends one id of its own, the same on every attempt of a call`, async () => {
+      const { storage, calls } = await storageAnswering((payload, index) =>
+        index < 2 ? functionError('Unavailable', 'x') : ok(payload.id),
+      );
+      const id = await add(storage);
+      expect(id).toMatch(UUID);
+      expect(calls.map((call) => call.id)).toEqual([id, id, id]);
+      const next = await add(storage);
+      expect(next).not.toBe(id);
+    });
+  }
+});
+
+describe('deadline', () => {
+  const unavailable = () => Promise.reject(new StorageError('Unavailable', 'getSession', 'down'));
+
+  it('stops retries when the next attempt would start past it, and cuts each attempt to what is left', async () => {
+    let now = 0;
+    const clock: Clock = { now: () => now, sleep: async (ms) => void (now += ms), random: () => 0.5 };
+    const policy = retryPolicy({ maxAttempts: 10, baseDelayMs: 100, maxDelayMs: 1000 });
+    const given: number[] = [];
+    const attempt = (timeLeftMs: number) => {
+      given.push(timeLeftMs);
+      now += 10; // each attempt takes 10 ms
+      return unavailable();
+    };
+    const plan = { op: 'getSession', policy, repeatable: true, deadline: 300, logger: undefined };
+    await expect(withRetries(plan, attempt, clock)).rejects.toMatchObject({ type: 'Unavailable' });
+    // Waits 50, 100, 200: the third would end at 380, past 300.
+    expect(given).toEqual([300, 240, 130]);
+  });
+
+  it('deadlineMs bounds a call whose first attempt hangs: no retry after it', async () => {
+    const { storage, calls } = await storageAnswering(() => 'hang', { deadlineMs: 200 });
+    const error = (await storage.getSession('s').catch((e: unknown) => e)) as StorageError;
+    expect(error).toMatchObject({ type: 'Unavailable', op: 'getSession' });
+    expect(calls).toHaveLength(1);
+  });
+
+  it('withRemainingTime bounds every call made inside it, and none starts once it has passed', async () => {
+    const { storage, calls } = await storageAnswering((payload) =>
+      payload.op === 'getSession' ? 'hang' : ok(null),
+    );
+    const error = (await storage
+      .withRemainingTime(200, async () => {
+        await storage.getLaunchConfig('i', 'c', 'd'); // answered at once
+        return storage.getSession('s');
+      })
+      .catch((e: unknown) => e)) as StorageError;
+    expect(error).toMatchObject({ type: 'Unavailable', op: 'getSession' });
+    expect(error.message).toMatch(/within (1\d\d|200) ms/);
+    expect(calls.map((call) => call.op)).toEqual(['getLaunchConfig', 'getSession']);
+
+    const late = (await storage
+      .withRemainingTime(0, () => storage.listClients())
+      .catch((e: unknown) => e)) as StorageError;
+    expect(late).toMatchObject({ type: 'Unavailable', op: 'listClients' });
+    expect(calls).toHaveLength(2);
+  });
+});
+
+describe('logger', () => {
+  function recordingLogger() {
+    const lines: Array<{ level: string; obj: Record<string, unknown>; msg: string }> = [];
+    const at = (level: string) => (obj: Record<string, unknown>, msg: string) =>
+      void lines.push({ level, obj, msg });
+    return { logger: { debug: at('debug'), warn: at('warn'), error: at('error') }, lines };
+  }
+  const unavailable = (id: string): Reply => {
+    const answer = functionError('Unavailable', 'no database');
+    return { ...answer, headers: { ...answer.headers, 'x-amzn-requestid': id } };
+  };
+
+  it('hears of each retry and of the give-up, with op, attempt, error type and request id only', async () => {
+    const { logger, lines } = recordingLogger();
+    const { storage } = await storageAnswering((_, index) => unavailable(`r${index}`), { logger });
+    await expect(storage.getSession('secret-session-id')).rejects.toMatchObject({ type: 'Unavailable' });
+    expect(lines.map(({ level, obj }) => [level, obj.op, obj.attempt, obj.errorType, obj.requestId])).toEqual([
+      ['warn', 'getSession', 1, 'Unavailable', 'r0'],
+      ['warn', 'getSession', 2, 'Unavailable', 'r1'],
+      ['error', 'getSession', 3, 'Unavailable', 'r2'],
+    ]);
+    expect(lines[2]!.obj.reason).toBe('attempts spent');
+    expect(JSON.stringify(lines)).not.toContain('secret-session-id');
+  });
+
+  it('hears why a nonce call was not repeated, and of errors the storage answered at debug', async () => {
+    const { logger, lines } = recordingLogger();
+    const { storage } = await storageAnswering((payload) =>
+      payload.op === 'validateNonce' ? unavailable('n1') : functionError('Conflict', 'x'),
+      { logger },
+    );
+    await expect(storage.validateNonce('secret-nonce')).rejects.toMatchObject({ type: 'Unavailable' });
+    await expect(storage.addSession({ id: 's' } as never)).rejects.toMatchObject({ type: 'Conflict' });
+    expect(lines.map(({ level, obj }) => [level, obj.op, obj.reason])).toEqual([
+      ['error', 'validateNonce', 'not repeatable'],
+      ['debug', 'addSession', undefined],
+    ]);
+    expect(JSON.stringify(lines)).not.toContain('secret-nonce');
+  });
+});
+
 describe('backoff', () => {
   it('waits capped exponential backoff with full jitter between attempts', async () => {
     const policy = retryPolicy({ maxAttempts: 6, baseDelayMs: 100, maxDelayMs: 1000 });
@@ -252,13 +386,14 @@ describe('backoff', () => {
     expect(backoffDelay(policy, 3, 0.5)).toBe(200);
 
     const waits: number[] = [];
-    const clock: Clock = { sleep: async (ms) => void waits.push(ms), random: () => 0.5 };
+    const clock: Clock = { now: () => 0, sleep: async (ms) => void waits.push(ms), random: () => 0.5 };
     let attempts = 0;
     const failing = () => {
       attempts++;
       return Promise.reject(new StorageError('Unavailable', 'getSession', 'down'));
     };
-    await expect(withRetries(policy, true, failing, clock)).rejects.toMatchObject({
+    const plan = { op: 'getSession', policy, repeatable: true, deadline: Infinity, logger: undefined };
+    await expect(withRetries(plan, failing, clock)).rejects.toMatchObject({
       type: 'Unavailable',
     });
     expect(attempts).toBe(6);
@@ -266,7 +401,9 @@ describe('backoff', () => {
 
     waits.length = 0;
     attempts = 0;
-    await expect(withRetries(policy, false, failing, clock)).rejects.toBeInstanceOf(StorageError);
+    await expect(withRetries({ ...plan, repeatable: false }, failing, clock)).rejects.toBeInstanceOf(
+      StorageError,
+    );
     expect(attempts).toBe(1);
     expect(waits).toEqual([]);
   });
@@ -276,6 +413,10 @@ describe('backoff', () => {
     expect(() => retryPolicy({ baseDelayMs: -1 })).toThrow(/baseDelayMs/);
     expect(() => new LambdaStorage({ functionName: '' })).toThrow(/functionName/);
     expect(() => new LambdaStorage({ functionName: 'f', timeoutMs: 0 })).toThrow(/timeoutMs/);
+    expect(() => new LambdaStorage({ functionName: 'f', deadlineMs: -1 })).toThrow(/deadlineMs/);
+    expect(() => new LambdaStorage({ functionName: 'f', sessionCache: { maxEntries: 0 } })).toThrow(
+      /sessionCache\.maxEntries/,
+    );
   });
 });
 
@@ -303,5 +444,62 @@ describe('launch-config cache (opt-in)', () => {
     registered = false;
     expect(await storage.getLaunchConfig('i', 'c', 'd')).toBeUndefined();
     expect(calls.filter((c) => c.op === 'getLaunchConfig')).toHaveLength(3);
+  });
+});
+
+describe('session cache (opt-in)', () => {
+  const SESSION = { id: '5e55e55e-0000-4000-8000-000000000001', user: { id: 'u', roles: [] } };
+
+  it('is off by default: every getSession invokes', async () => {
+    const { storage, calls } = await storageAnswering(() => ok(SESSION));
+    await storage.getSession(SESSION.id);
+    await storage.getSession(SESSION.id);
+    expect(calls).toHaveLength(2);
+  });
+
+  it('serves repeats from memory, never caches a miss, and drops a session this client adds', async () => {
+    let stored: unknown = null;
+    const { storage, calls } = await storageAnswering(
+      (payload) => (payload.op === 'getSession' ? ok(stored) : ok(SESSION.id)),
+      { sessionCache: true },
+    );
+    const gets = () => calls.filter((call) => call.op === 'getSession').length;
+    expect(await storage.getSession(SESSION.id)).toBeUndefined();
+    stored = SESSION;
+    expect(await storage.getSession(SESSION.id)).toEqual(SESSION);
+    expect(await storage.getSession(SESSION.id)).toEqual(SESSION);
+    expect(gets()).toBe(2);
+
+    await storage.addSession(SESSION as never);
+    expect(await storage.getSession(SESSION.id)).toEqual(SESSION);
+    expect(gets()).toBe(3);
+
+    await storage.close();
+    expect(await storage.getSession(SESSION.id)).toEqual(SESSION);
+    expect(gets()).toBe(4);
+  });
+
+  it('keeps an entry for ttlMs and at most maxEntries, the least recently used out first', () => {
+    let now = 0;
+    const cache = new TtlCache<string>('sessionCache', { ttlMs: 100, maxEntries: 2 }, { ttlMs: 1, maxEntries: 1 }, () => now);
+    cache.set('a', 'A');
+    cache.set('b', 'B');
+    expect(cache.get('a')).toBe('A'); // a is now the most recently used
+    cache.set('c', 'C');
+    expect([cache.get('a'), cache.get('b'), cache.get('c')]).toEqual(['A', undefined, 'C']);
+    now = 99;
+    expect(cache.get('c')).toBe('C');
+    now = 100;
+    expect(cache.get('c')).toBeUndefined();
+    expect(cache.size).toBe(1);
+  });
+});
+
+describe('cleanup, as PostgresStorage has it', () => {
+  it('cleanup() sends the cleanup op and returns its counts', async () => {
+    const counts = { noncesDeleted: 3, sessionsDeleted: 2, registrationSessionsDeleted: 1 };
+    const { storage, calls } = await storageAnswering(() => ok(counts));
+    expect(await storage.cleanup()).toEqual(counts);
+    expect(calls).toEqual([{ op: 'cleanup' }]);
   });
 });

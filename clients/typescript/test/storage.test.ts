@@ -6,8 +6,8 @@ import { randomUUID } from 'node:crypto';
 import type { LTISession } from '@lti-tool/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { LambdaStorage, StorageError } from '../src/index.js';
-import { localLambdaClient, startLocalStorage, type LocalStorage } from './support.js';
+import { LambdaStorage, StorageError, type LambdaStorageOptions } from '../src/index.js';
+import { localLambdaClient, loseAnswers, startLocalStorage, type LocalStorage } from './support.js';
 
 let local: LocalStorage;
 let storage: LambdaStorage;
@@ -141,5 +141,73 @@ describe('LambdaStorage against the storage function', () => {
     expect(error.retryable).toBe(false);
     expect(error.message).toContain('name');
     expect(error.message).not.toContain('xxxx');
+  });
+});
+
+describe('retries against the storage function', () => {
+  /** A LambdaStorage whose attempts lose the answers `lose` picks, after the function ran. */
+  function losing(
+    lose: (payload: Record<string, unknown>, index: number) => boolean,
+    options: Partial<LambdaStorageOptions> = {},
+  ) {
+    const client = localLambdaClient(local.endpoint);
+    const sent = loseAnswers(client, lose);
+    return { storage: new LambdaStorage({ functionName: local.functionName, client, ...options }), sent };
+  }
+  const clientCount = async (clientId: string) =>
+    (await local.sql.query('SELECT count(*)::int AS n FROM clients WHERE client_id = $1', [clientId]))
+      .rows[0] as { n: number };
+
+  it('an add that committed but whose answer was lost is retried: the same id back, one row', async () => {
+    const { storage, sent } = losing((_, index) => index === 0 || index === 2);
+    const id = await storage.addClient(platform('10000000000101'));
+    const deploymentId = await storage.addDeployment(id, { deploymentId: 'lost-answer' });
+    expect(sent.map((call) => [call.op, call.id])).toEqual([
+      ['addClient', id],
+      ['addClient', id],
+      ['addDeployment', deploymentId],
+      ['addDeployment', deploymentId],
+    ]);
+    expect(await clientCount('10000000000101')).toEqual({ n: 1 });
+    const deployments = await local.sql.query('SELECT id FROM deployments WHERE client_id = $1', [id]);
+    expect(deployments.rows).toEqual([{ id: deploymentId }]);
+    expect(await storage.getClientById(id)).toMatchObject({ deployments: [{ id: deploymentId }] });
+  });
+
+  it('the deadline stops the retries of a call whose answers are all lost', async () => {
+    const reasons: unknown[] = [];
+    const logger = { debug() {}, warn() {}, error: (obj: Record<string, unknown>) => void reasons.push(obj.reason) };
+    const { storage, sent } = losing(() => true, {
+      deadlineMs: 1_000,
+      retry: { maxAttempts: 1_000, baseDelayMs: 100, maxDelayMs: 100 },
+      logger,
+    });
+    const error = await storage.addClient(platform('10000000000102')).catch((e: unknown) => e);
+    expect(error).toMatchObject({ type: 'Unavailable', op: 'addClient' });
+    expect(reasons).toEqual(['deadline']);
+    expect(sent.length).toBeLessThan(1_000);
+    // Every attempt carried the same id: the add is there once.
+    expect(new Set(sent.map((call) => call.id)).size).toBe(1);
+    expect(await clientCount('10000000000102')).toEqual({ n: 1 });
+  });
+
+  it('cleanup() deletes what has expired and answers the counts PostgresStorage.cleanup() answers', async () => {
+    const past = "now() - interval '1 minute'";
+    const future = "now() + interval '1 hour'";
+    await local.sql.query(`DELETE FROM nonces; DELETE FROM sessions; DELETE FROM registration_sessions`);
+    await local.sql.query(
+      `INSERT INTO nonces (nonce, expires_at) VALUES ('old-1', ${past}), ('old-2', ${past}), ('new', ${future});
+       INSERT INTO sessions (data, expires_at) VALUES ('{}', ${past}), ('{}', ${future});
+       INSERT INTO registration_sessions (data, expires_at) VALUES ('{}', ${future})`,
+    );
+    expect(await storage.cleanup()).toEqual({
+      noncesDeleted: 2,
+      sessionsDeleted: 1,
+      registrationSessionsDeleted: 0,
+    });
+    const left = await local.sql.query(
+      'SELECT (SELECT count(*) FROM nonces)::int AS nonces, (SELECT count(*) FROM sessions)::int AS sessions',
+    );
+    expect(left.rows).toEqual([{ nonces: 1, sessions: 1 }]);
   });
 });

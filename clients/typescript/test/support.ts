@@ -39,6 +39,34 @@ export function countInvocations(client: LambdaClient): Map<string, number> {
   return counts;
 }
 
+/**
+ * Loses the answers `lose` picks after they arrived, as a dropped connection would: the
+ * function ran (and committed), the caller sees a network error. Sits inside the client's
+ * own guard against the AWS SDK's retries, so every attempt here is one of LambdaStorage's.
+ * Returns the payloads sent, in order.
+ */
+export function loseAnswers(
+  client: LambdaClient,
+  lose: (payload: Record<string, unknown>, index: number) => boolean,
+): Array<Record<string, unknown>> {
+  const sent: Array<Record<string, unknown>> = [];
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const result = await next(args);
+      if (context.commandName !== 'InvokeCommand') return result;
+      const input = args.input as { Payload?: Uint8Array };
+      const payload = JSON.parse(new TextDecoder().decode(input.Payload)) as Record<string, unknown>;
+      sent.push(payload);
+      if (lose(payload, sent.length - 1)) {
+        throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+      }
+      return result;
+    },
+    { step: 'deserialize', priority: 'low', name: 'loseAnswers' },
+  );
+  return sent;
+}
+
 // ---- a scripted Invoke API --------------------------------------------------------------------
 
 export interface Reply {
