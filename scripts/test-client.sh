@@ -10,9 +10,7 @@ root=$PWD
 
 # shellcheck source=scripts/ensure-tools.sh
 . scripts/ensure-tools.sh
-ensure_tools
-command -v npm >/dev/null && node -e "process.exit(Number(process.versions.node.split('.')[0]) < 20 ? 1 : 0)" ||
-  { echo "test-client: Node.js 20 or newer with npm is needed: sudo apt-get install nodejs npm (or https://nodejs.org)" >&2; exit 1; }
+ensure_tools node
 
 cd clients/typescript
 npm ci --no-audit --no-fund --loglevel=error

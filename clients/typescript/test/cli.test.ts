@@ -2,6 +2,7 @@
 // uses it, and against a scripted Invoke API for the answers a local function cannot give.
 
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -208,5 +209,14 @@ describe('lti-storage command lines', () => {
     expect(hasQualifier('123456789012:function:fn:admin')).toBe(true);
     expect(hasQualifier('arn:aws:lambda:eu-west-1:123456789012:function:fn')).toBe(false);
     expect(hasQualifier('arn:aws:lambda:eu-west-1:123456789012:function:fn:admin')).toBe(true);
+  });
+});
+
+describe('the README', () => {
+  it('lists every exit code of the command, and no other', () => {
+    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+    const section = readme.slice(readme.indexOf('## Command-line administration'));
+    const rows = section.slice(0, section.indexOf('\n## ')).matchAll(/^\| (\d+) \| /gm);
+    expect([...rows].map((row) => Number(row[1]))).toEqual(Object.values(EXIT).sort());
   });
 });

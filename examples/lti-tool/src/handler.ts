@@ -1,4 +1,4 @@
-// A minimal LTI 1.3 tool on one Lambda function behind its function URL: OIDC login initiation,
+// A minimal LTI 1.3 tool on one Lambda function behind an HTTP API: OIDC login initiation,
 // the launch (form_post of id_token and state), the tool's JWKS, and a page showing who launched.
 // Storage is the lti-storage function's runtime alias, through lti-storage-client.
 
@@ -9,7 +9,7 @@ import { LTITool, type LTISession } from '@lti-tool/core';
 import { calculateJwkThumbprint, exportJWK, importPKCS8, importSPKI } from 'jose';
 import { LambdaStorage } from 'lti-storage-client';
 
-/** The function URL's request (payload format 2.0), as far as the tool reads it. */
+/** The HTTP API's request (payload format 2.0), as far as the tool reads it. */
 export interface HttpRequest {
   rawPath: string;
   rawQueryString: string;
@@ -140,8 +140,14 @@ async function launch(lti: LTITool, request: HttpRequest): Promise<HttpResponse>
 /** The tool's page: who launched it, from the session the launch stored. */
 async function page(lti: LTITool, request: HttpRequest): Promise<HttpResponse> {
   const sessionId = cookieValue(request, SESSION_COOKIE);
-  // The session id is a bearer credential: it is checked here and never logged.
-  const session = sessionId !== undefined && UUID.test(sessionId) ? await lti.getSession(sessionId) : undefined;
+  let session: LTISession | undefined;
+  try {
+    session = sessionId !== undefined && UUID.test(sessionId) ? await lti.getSession(sessionId) : undefined;
+  } catch {
+    // LTITool's message names the session id, a bearer credential: not logged.
+    console.error('session lookup failed');
+    return html(503, 'Try again', '<p>The tool could not read your session. Try again in a moment.</p>');
+  }
   if (session === undefined) {
     return html(401, 'Not launched', '<p>Open this tool from your course in your LMS.</p>');
   }
@@ -159,13 +165,13 @@ async function page(lti: LTITool, request: HttpRequest): Promise<HttpResponse> {
   return html(200, 'Launched', `<p>Hello, ${escape(user.name ?? user.id)}.</p><table>${table}</table>`);
 }
 
-/** Where the browser reached this function: the function URL (https) or a local server. */
+/** Where the browser reached this function: the HTTP API (https) or a local server. */
 function origin(request: HttpRequest): string {
   const scheme = request.headers['x-forwarded-proto'] === 'http' ? 'http' : 'https';
   return `${scheme}://${request.requestContext.domainName}`;
 }
 
-/** A form post's fields; function URLs send such a body base64-encoded. */
+/** A form post's fields; the HTTP API may send such a body base64-encoded. */
 function form(request: HttpRequest): URLSearchParams {
   const body = request.body ?? '';
   return new URLSearchParams(request.isBase64Encoded ? Buffer.from(body, 'base64').toString('utf8') : body);

@@ -2,7 +2,7 @@
 // login, the tool redirects it to the platform's authorization endpoint, which form-posts a signed
 // id_token to the tool's launch, which sets the session cookie and shows who launched. The tool is
 // the built bundle (dist/index.mjs, what is deployed) behind a local server that hands it the
-// requests a function URL would; its storage is the storage function under cargo lambda watch,
+// requests an HTTP API would; its storage is the storage function under cargo lambda watch,
 // its key a Secrets Manager secret in moto; the platform is registered with the lti-storage
 // command, as the README's third step does.
 
@@ -78,14 +78,14 @@ beforeAll(async () => {
   });
   const { handler } = (await import(join(root, 'dist/index.mjs'))) as typeof import('../src/handler.js');
   toolServer = createServer((request, response) => {
-    void functionUrl(handler, request).then(
+    void httpApi(handler, request).then(
       (answer) => {
         response.writeHead(answer.statusCode, { ...answer.headers, 'set-cookie': answer.cookies ?? [] });
         response.end(answer.body);
       },
       (error: unknown) => {
         console.error(error);
-        response.writeHead(502).end(); // what a function URL answers when the function fails
+        response.writeHead(500).end(); // what the HTTP API answers when the function fails
       },
     );
   });
@@ -113,8 +113,8 @@ afterAll(async () => {
   await storage?.stop();
 });
 
-/** The request a Lambda function URL hands the function (payload format 2.0). */
-async function functionUrl(
+/** The request an HTTP API hands the function (payload format 2.0). */
+async function httpApi(
   handler: (request: HttpRequest) => Promise<HttpResponse>,
   request: IncomingMessage,
 ): Promise<HttpResponse> {
@@ -124,13 +124,13 @@ async function functionUrl(
   const headers = Object.fromEntries(
     Object.entries(request.headers).map(([name, value]) => [name, Array.isArray(value) ? value.join(',') : value]),
   );
-  delete headers.cookie; // function URLs pass them as `cookies`
+  delete headers.cookie; // the HTTP API passes them as `cookies`
   return handler({
     rawPath: url.pathname,
     rawQueryString: url.search.slice(1),
     headers: { ...headers, 'x-forwarded-proto': 'http' },
     cookies: request.headers.cookie?.split(';').map((cookie) => cookie.trim()),
-    // Function URLs send a form post's body base64-encoded.
+    // The HTTP API sends a form post's body base64-encoded.
     body: chunks.length > 0 ? Buffer.concat(chunks).toString('base64') : undefined,
     isBase64Encoded: chunks.length > 0,
     requestContext: { domainName: request.headers.host!, http: { method: request.method! } },
