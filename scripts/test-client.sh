@@ -31,4 +31,5 @@ node --input-type=module -e '
   if (typeof storage.getLaunchConfig !== "function" || !(new StorageError("Conflict", "op", "m") instanceof Error)) process.exit(1);
 '
 test -f node_modules/lti-storage-client/dist/index.d.ts
-echo "test-client: the package packs, installs into a fresh directory and imports"
+npx --no-install lti-storage --help | grep '^Usage: lti-storage' >/dev/null
+echo "test-client: the package packs, installs into a fresh directory, imports, and runs lti-storage"
