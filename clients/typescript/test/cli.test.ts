@@ -44,7 +44,7 @@ async function cli(...args: string[]): Promise<Outcome> {
 }
 
 /** The same against the local storage function. */
-const local_ = (...args: string[]) => cli('--endpoint', local.endpoint, ...args);
+const atLocal = (...args: string[]) => cli('--endpoint', local.endpoint, ...args);
 
 const CANVAS = [
   '--name', 'Canvas',
@@ -57,44 +57,44 @@ const CANVAS = [
 
 describe('lti-storage against the storage function', () => {
   it('adds, lists, shows, updates and deletes platforms and deployments, for people and with --json', async () => {
-    expect(await local_('--json', 'migrate')).toEqual({ code: 0, stdout: '{\n  "applied": []\n}\n', stderr: '' });
-    expect((await local_('migrate')).stdout).toBe('migrations: none to apply\n');
+    expect(await atLocal('--json', 'migrate')).toEqual({ code: 0, stdout: '{\n  "applied": []\n}\n', stderr: '' });
+    expect((await atLocal('migrate')).stdout).toBe('migrations: none to apply\n');
 
-    const added = await local_('platform', 'add', ...CANVAS);
+    const added = await atLocal('platform', 'add', ...CANVAS);
     expect(added).toMatchObject({ code: 0, stderr: '' });
     const platform = added.stdout.trim();
     expect(platform).toMatch(/^[0-9a-f-]{36}$/);
 
-    const deployment = (await local_('deployment', 'add', platform, '1:abc', '--name', 'Course')).stdout.trim();
+    const deployment = (await atLocal('deployment', 'add', platform, '1:abc', '--name', 'Course')).stdout.trim();
     expect(deployment).toMatch(/^[0-9a-f-]{36}$/);
 
-    const list = await local_('platform', 'list');
+    const list = await atLocal('platform', 'list');
     expect(list.stdout.split('\n')[0]).toMatch(/^id +name +iss +clientId +authUrl +tokenUrl +jwksUrl$/);
     expect(list.stdout).toContain(`${platform}  Canvas  https://canvas.instructure.com  10000000000001`);
 
-    const shown = await local_('platform', 'show', platform);
+    const shown = await atLocal('platform', 'show', platform);
     expect(shown.stdout).toMatch(new RegExp(`^id +${platform}\nname +Canvas\niss +https://canvas.instructure.com\n`));
     expect(shown.stdout).toMatch(new RegExp(`deployments:\nid +deploymentId +name +description\n${deployment}  1:abc +Course +-\n$`));
-    expect(JSON.parse((await local_('--json', 'platform', 'show', platform)).stdout)).toMatchObject({
+    expect(JSON.parse((await atLocal('--json', 'platform', 'show', platform)).stdout)).toMatchObject({
       id: platform,
       clientId: '10000000000001',
       deployments: [{ id: deployment, deploymentId: '1:abc', name: 'Course' }],
     });
 
-    expect(await local_('platform', 'update', platform, '--name', 'Canvas (prod)')).toMatchObject({ code: 0 });
+    expect(await atLocal('platform', 'update', platform, '--name', 'Canvas (prod)')).toMatchObject({ code: 0 });
     const rows = await local.sql.query('SELECT name, iss FROM clients WHERE id = $1', [platform]);
     expect(rows.rows).toEqual([{ name: 'Canvas (prod)', iss: 'https://canvas.instructure.com' }]);
 
-    expect(JSON.parse((await local_('--json', 'deployment', 'list', platform)).stdout)).toHaveLength(1);
-    expect(await local_('deployment', 'delete', platform, deployment)).toMatchObject({ code: 0 });
-    expect((await local_('deployment', 'list', platform)).stdout).toBe('(none)\n');
+    expect(JSON.parse((await atLocal('--json', 'deployment', 'list', platform)).stdout)).toHaveLength(1);
+    expect(await atLocal('deployment', 'delete', platform, deployment)).toMatchObject({ code: 0 });
+    expect((await atLocal('deployment', 'list', platform)).stdout).toBe('(none)\n');
 
-    expect(await local_('platform', 'delete', platform)).toMatchObject({ code: 0 });
-    const gone = await local_('platform', 'show', platform);
+    expect(await atLocal('platform', 'delete', platform)).toMatchObject({ code: 0 });
+    const gone = await atLocal('platform', 'show', platform);
     expect(gone).toMatchObject({ code: EXIT.storage, stdout: '' });
     expect(gone.stderr).toMatch(/NotFound/);
 
-    const cleaned = await local_('--json', 'cleanup');
+    const cleaned = await atLocal('--json', 'cleanup');
     expect(Object.keys(JSON.parse(cleaned.stdout)).sort()).toEqual([
       'noncesDeleted',
       'registrationSessionsDeleted',
@@ -105,24 +105,24 @@ describe('lti-storage against the storage function', () => {
   it('an add run again with the same --id is done once; another add under that id is a Conflict', async () => {
     const id = randomUUID();
     const platform = [...CANVAS.slice(0, 4), '--client-id', '10000000000077', ...CANVAS.slice(6)];
-    expect(await local_('platform', 'add', '--id', id, ...platform)).toEqual({ code: 0, stdout: `${id}\n`, stderr: '' });
-    expect(await local_('platform', 'add', '--id', id, ...platform)).toEqual({ code: 0, stdout: `${id}\n`, stderr: '' });
+    expect(await atLocal('platform', 'add', '--id', id, ...platform)).toEqual({ code: 0, stdout: `${id}\n`, stderr: '' });
+    expect(await atLocal('platform', 'add', '--id', id, ...platform)).toEqual({ code: 0, stdout: `${id}\n`, stderr: '' });
     const rows = await local.sql.query('SELECT id FROM clients WHERE client_id = $1', ['10000000000077']);
     expect(rows.rows).toEqual([{ id }]);
 
     const other = [...CANVAS.slice(0, 4), '--client-id', '10000000000078', ...CANVAS.slice(6)];
-    const conflict = await local_('platform', 'add', '--id', id, ...other);
+    const conflict = await atLocal('platform', 'add', '--id', id, ...other);
     expect(conflict).toMatchObject({ code: EXIT.storage, stdout: '' });
     expect(conflict.stderr).toMatch(/^lti-storage: Conflict: /);
 
     const deploymentId = randomUUID();
     for (let i = 0; i < 2; i++) {
-      expect((await local_('deployment', 'add', id, 'default', '--id', deploymentId)).stdout).toBe(`${deploymentId}\n`);
+      expect((await atLocal('deployment', 'add', id, 'default', '--id', deploymentId)).stdout).toBe(`${deploymentId}\n`);
     }
   });
 
   it('the storage refusing a call is exit 1, with its message', async () => {
-    const outcome = await local_('deployment', 'add', randomUUID(), 'default');
+    const outcome = await atLocal('deployment', 'add', randomUUID(), 'default');
     expect(outcome.code).toBe(EXIT.storage);
     expect(outcome.stderr).toMatch(/^lti-storage: NotFound: no client/);
   });
