@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks the deployment without AWS: cfn-lint and `sam validate --lint` on template.yaml, that
+# Checks the deployment without AWS: cfn-lint and `sam validate --lint` on template.yaml and the
+# example tool's examples/lti-tool/template.yaml, that
 # a deploy changing only a parameter moves both aliases to a new version (scripts/check-versions.py,
 # with the SAM translator), then `sam build`, and that it produced an arm64 `bootstrap` for both
 # functions.
@@ -12,8 +13,9 @@ ensure_tools cfn-lint sam aarch64
 
 # Linting needs a region but no credentials.
 export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" SAM_CLI_TELEMETRY=0
-cfn-lint template.yaml
+cfn-lint template.yaml examples/lti-tool/template.yaml
 sam validate --lint
+sam validate --lint --template examples/lti-tool/template.yaml
 # The SAM CLI's own Python, where its translator and cfn-lint are.
 "$ET_VENV/bin/python" scripts/check-versions.py template.yaml
 

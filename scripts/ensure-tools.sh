@@ -4,7 +4,7 @@
 #   . scripts/ensure-tools.sh; ensure_tools [EXTRA...]   source it, so PATH changes reach the caller.
 # Always: cargo, rustfmt, clippy, cargo lambda, and moto's server (Secrets Manager for the tests,
 # which also brings botocore, whose SigV4 signatures the tests compare with the storage's).
-# EXTRA: cfn-lint, sam, aarch64 (the Lambda arm64 target).
+# EXTRA: cfn-lint, sam, aarch64 (the Lambda arm64 target), node (Node.js 20+ with npm: checked only).
 # Silent when everything is present; exits 1 with instructions when it cannot fix something itself.
 # (Sourcing defines a function instead of running, because a sourced file sees the caller's arguments.)
 set -euo pipefail
@@ -62,7 +62,10 @@ ensure_tools() {
       aarch64) # no `grep -q`: it would close the pipe early and make pipefail report a failure
         rustup target list --installed 2>/dev/null | grep -x aarch64-unknown-linux-gnu >/dev/null ||
           _et_rustup target add aarch64-unknown-linux-gnu ;;
-      *) _et_die "unknown tool '$extra' (known: cfn-lint, sam, aarch64)" ;;
+      node)
+        command -v npm >/dev/null && node -e "process.exit(Number(process.versions.node.split('.')[0]) < 20 ? 1 : 0)" ||
+          _et_die "Node.js 20 or newer with npm is needed: sudo apt-get install nodejs npm (or https://nodejs.org)" ;;
+      *) _et_die "unknown tool '$extra' (known: cfn-lint, sam, aarch64, node)" ;;
     esac
   done
 }

@@ -11,9 +11,7 @@ root=$PWD
 
 # shellcheck source=scripts/ensure-tools.sh
 . scripts/ensure-tools.sh
-ensure_tools
-command -v npm >/dev/null && node -e "process.exit(Number(process.versions.node.split('.')[0]) < 20 ? 1 : 0)" ||
-  { echo "test-client: Node.js 20 or newer with npm is needed: sudo apt-get install nodejs npm (or https://nodejs.org)" >&2; exit 1; }
+ensure_tools node
 
 cd clients/typescript
 npm ci --no-audit --no-fund --loglevel=error
@@ -46,3 +44,5 @@ npm pkg set type=module
 npm install --no-audit --no-fund --loglevel=error ./lti-storage-client-*.tgz @types/node@20
 "$tsc" -p tsconfig.json
 node out/consumer.js
+npx --no-install lti-storage --help | grep '^Usage: lti-storage' >/dev/null
+echo "test-client: the package packs, installs into a fresh directory, type-checks and runs a consumer, and runs lti-storage"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README's second command, and CI's: formatting, lints, the whole test suite on PostgreSQL (with the
 # end-to-end tests through cargo lambda watch), the TypeScript client's (scripts/test-client.sh),
-# then the deployment checks (scripts/check-template.sh).
+# the example tool's (scripts/test-example.sh), then the deployment checks (scripts/check-template.sh).
 # Tests use TEST_DATABASE_URL if set, else their own throwaway cluster: a DATABASE_URL in your
 # environment is deliberately ignored, so tests never touch a real database.
 # Extra arguments go to `cargo test`, e.g. scripts/test.sh -- --nocapture
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 step=setup
 summary() {
   local rc=$?
-  if [ "$rc" -eq 0 ]; then echo "test.sh: PASS (fmt, clippy, tests, client, template) in ${SECONDS}s"
+  if [ "$rc" -eq 0 ]; then echo "test.sh: PASS (fmt, clippy, tests, client, example, template) in ${SECONDS}s"
   else echo "test.sh: FAIL at $step (exit $rc) after ${SECONDS}s"; fi
 }
 trap summary EXIT
@@ -35,5 +35,7 @@ step="cargo test"
 scripts/with-postgres.sh cargo test --workspace "$@"
 step="client tests"
 scripts/test-client.sh
+step="example tool tests"
+scripts/test-example.sh
 step="template checks"
 scripts/check-template.sh

@@ -274,7 +274,7 @@ async function stopProcessGroup(child: ChildProcess): Promise<void> {
   clearTimeout(killed);
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
   const { port } = server.address() as AddressInfo;
