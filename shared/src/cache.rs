@@ -162,6 +162,23 @@ where
         }
     }
 
+    /// For a read that began at `seen`: the generation from which its answer may be kept, or
+    /// `None` when a write came in since. With `clear` (the read found every entry out of
+    /// date) every entry is dropped first, a write of the read's own after which its answer
+    /// may be kept. Checked and done under one hold of the lock: a write coming in between
+    /// the check and the generation returned would go unnoticed.
+    pub fn after_read(&self, seen: Generation, clear: bool) -> Option<Generation> {
+        let mut generation = lock(&self.generation);
+        if *generation != seen.0 {
+            return None;
+        }
+        if clear {
+            *generation += 1;
+            self.entries.clear();
+        }
+        Some(Generation(*generation))
+    }
+
     /// Remembers what a write stored, in place of anything a read of the key began before it
     /// may still bring back.
     pub fn insert_written(&self, key: K, value: V, not_after: Option<Instant>) {

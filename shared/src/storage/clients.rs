@@ -122,15 +122,11 @@ impl Storage {
     /// began: its reading may be the older one.
     fn saw_change_version(&self, version: Option<i64>, seen: Generation) -> Option<Generation> {
         let mut watch = lock(&self.changes);
-        if self.launch_configs.generation() != seen {
-            return None;
-        }
-        if version.is_none() || watch.version != version {
-            self.launch_configs.clear();
-        }
+        let moved = version.is_none() || watch.version != version;
+        let from = self.launch_configs.after_read(seen, moved)?;
         watch.version = version;
         watch.checked_at = Some(Instant::now());
-        Some(self.launch_configs.generation())
+        Some(from)
     }
 
     fn changes_visible(&self) -> bool {
