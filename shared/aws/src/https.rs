@@ -232,26 +232,17 @@ where
 {
     let socket = TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await?;
     socket.set_nodelay(true)?;
-    if !endpoint.tls {
-        return over(socket, request, read).await;
-    }
-    let name = ServerName::try_from(endpoint.host.clone())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "malformed host name"))?;
-    let stream = TlsConnector::from(Arc::new(tls_config()))
-        .connect(name, socket)
-        .await?;
-    over(stream, request, read).await
-}
-
-async fn over<S, T, F>(
-    stream: S,
-    request: Request<Full<Bytes>>,
-    read: impl FnOnce(hyper::Response<Incoming>) -> F,
-) -> io::Result<T>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-    F: std::future::Future<Output = io::Result<T>>,
-{
+    // One stream type, so hyper's connection is built once into the binary, not per transport.
+    let stream: Box<dyn Stream> = if endpoint.tls {
+        let name = ServerName::try_from(endpoint.host.clone())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "malformed host name"))?;
+        let stream = TlsConnector::from(Arc::new(tls_config()))
+            .connect(name, socket)
+            .await?;
+        Box::new(stream)
+    } else {
+        Box::new(socket)
+    };
     // A head may not outgrow the cap on a body either.
     let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
         .max_buf_size(MAX_RESPONSE_BYTES)
@@ -273,6 +264,10 @@ where
     let (result, _) = tokio::join!(exchange, connection);
     result
 }
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
 
 /// The Mozilla root set: AWS endpoints have Amazon Trust Services certificates, and S3 (the
 /// deploy's answers) too.
