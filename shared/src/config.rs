@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tracing::level_filters::LevelFilter;
 
-use crate::aws::{AwsAccess, CredentialSource, Credentials, CredentialsEndpoint, Endpoint};
 use crate::input;
+use lambda_aws::{AwsAccess, CredentialSource, Credentials, CredentialsEndpoint, Endpoint};
 
 /// A variable that is missing or malformed. The message names the variable and never repeats
 /// its value (it may be a connection string with a password).

@@ -11,21 +11,15 @@
 //! which no error message holds). The migrations get the invocation's time less what the
 //! answer needs; past that they roll back and the reason points to the command line.
 //!
-//! The answer is one HTTP/1.1 PUT, written here on tokio-rustls (already in the build, under
-//! the database's TLS) rather than with an HTTP client crate: one request, of which only the
-//! status line is read, does not justify a client's dependencies in the binary.
+//! The answer is one HTTPS PUT through `lambda_aws::https`, of which only the status is read.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, RootCertStore};
+use lambda_aws::https::{self, Endpoint};
+use lambda_aws::Method;
 use serde_json::{json, Value};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tokio_rustls::TlsConnector;
 
 use crate::config::ConfigError;
 use crate::error::{Error, ErrorKind};
@@ -433,33 +427,24 @@ impl ResponseUrl {
                  gateway endpoint"
             ))
         };
-        // No Content-Type: the URL's signature was made for none.
-        let head = format!(
-            "PUT {} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.target,
-            self.host,
-            document.len()
-        );
-        let exchange = async {
-            let stream = match test_endpoint {
-                Some(address) => TcpStream::connect(address).await,
-                None => TcpStream::connect((self.host.as_str(), 443)).await,
-            }
-            .map_err(|err| format!("could not connect: {err}"))?;
-            if test_endpoint.is_some() {
-                return status_of(stream, &head, document).await; // plain HTTP
-            }
-            let name = ServerName::try_from(self.host.clone())
-                .map_err(|_| "the host is not a valid TLS server name".to_owned())?;
-            let stream = TlsConnector::from(Arc::new(tls_config()?))
-                .connect(name, stream)
-                .await
-                .map_err(|err| format!("TLS: {err}"))?;
-            status_of(stream, &head, document).await
+        let endpoint = match test_endpoint {
+            // Plain HTTP, which `Endpoint` allows to a loopback address only.
+            Some(address) => Endpoint::parse(&format!("http://{address}"))
+                .map_err(|problem| failed(format!("{TEST_ENDPOINT_VAR} {problem}")))?,
+            None => Endpoint::https(self.host.clone()),
         };
+        // No Content-Type: the URL's signature was made for none.
+        let headers = [("host", self.host.clone())];
+        let exchange = https::status_of(
+            &endpoint,
+            Method::PUT,
+            &self.target,
+            &headers,
+            document.as_bytes().to_vec(),
+        );
         match timeout(limit, exchange).await {
             Err(_) => Err(failed(format!("no answer within {} ms", limit.as_millis()))),
-            Ok(Err(problem)) => Err(failed(problem)),
+            Ok(Err(err)) => Err(failed(err.to_string())),
             Ok(Ok(status)) if (200..300).contains(&status) => Ok(()),
             Ok(Ok(status)) => Err(failed(format!("it answered HTTP {status}"))),
         }
@@ -474,57 +459,6 @@ fn test_endpoint_address(value: &str) -> Result<SocketAddrV4, String> {
         .and_then(|address| address.parse::<SocketAddrV4>().ok())
         .filter(|address| address.ip().is_loopback() && address.port() != 0)
         .ok_or_else(|| format!("{TEST_ENDPOINT_VAR} must be http://127.0.0.1:<port>"))
-}
-
-/// The Mozilla root set, which holds the roots of Amazon S3's certificates.
-fn tls_config() -> Result<ClientConfig, String> {
-    let roots = RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    Ok(
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|err| format!("TLS set-up: {err}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
-
-/// Sends the request and reads the status of the reply; the rest of it is of no interest.
-async fn status_of(
-    mut stream: impl AsyncRead + AsyncWrite + Unpin,
-    head: &str,
-    body: &str,
-) -> Result<u16, String> {
-    let sent = async {
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body.as_bytes()).await?;
-        stream.flush().await
-    };
-    sent.await.map_err(|err| format!("sending failed: {err}"))?;
-    let mut reply = Vec::new();
-    let mut chunk = [0u8; 512];
-    while !reply.contains(&b'\n') && reply.len() < 4096 {
-        let read = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|err| format!("reading the reply failed: {err}"))?;
-        if read == 0 {
-            break;
-        }
-        reply.extend_from_slice(&chunk[..read]);
-    }
-    parse_status(&reply).ok_or_else(|| "the reply is not HTTP".to_owned())
-}
-
-/// The status code of `HTTP/1.x NNN ...`.
-fn parse_status(reply: &[u8]) -> Option<u16> {
-    let line = reply.split(|&byte| byte == b'\n').next()?;
-    let mut words = std::str::from_utf8(line).ok()?.split_whitespace();
-    words
-        .next()
-        .filter(|version| version.starts_with("HTTP/1."))?;
-    words.next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -671,14 +605,6 @@ mod tests {
             let problem = test_endpoint_address(value).expect_err(value);
             assert!(problem.contains(TEST_ENDPOINT_VAR), "{problem}");
         }
-    }
-
-    #[test]
-    fn the_status_comes_from_the_status_line() {
-        assert_eq!(parse_status(b"HTTP/1.1 200 OK\r\nx: y\r\n"), Some(200));
-        assert_eq!(parse_status(b"HTTP/1.0 403 Forbidden\r\n"), Some(403));
-        assert_eq!(parse_status(b"SSH-2.0-OpenSSH\r\n"), None);
-        assert_eq!(parse_status(b""), None);
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub enum Reply {
 pub struct Response {
     pub status: u16,
     pub body: Option<Value>,
+    /// The error the body reports, kept as it is for the invocation's metrics line.
+    pub error: Option<Error>,
 }
 
 pub fn status_of(kind: ErrorKind) -> u16 {
@@ -57,6 +59,7 @@ impl Response {
         Response {
             status,
             body: Some(json!({"errorType": err.kind.as_str(), "errorMessage": err.message})),
+            error: Some(err.clone()),
         }
     }
 
@@ -76,7 +79,11 @@ impl Response {
             Reply::NoContent => (204, None),
             Reply::Valid => (200, Some(json!({ "valid": value }))),
         };
-        Response { status, body }
+        Response {
+            status,
+            body,
+            error: None,
+        }
     }
 }
 

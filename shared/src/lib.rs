@@ -2,7 +2,6 @@
 //! connection and caches, the storage operations, migrations and the expiry cleanup.
 
 pub mod access;
-pub mod aws;
 mod cache;
 pub mod cleanup;
 pub mod config;

@@ -12,12 +12,12 @@ use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{CancelToken, Client, Connection, Socket};
 
-use crate::aws::{self, AwsAccess, Endpoint, SecretError};
 use crate::config::{Config, ConfigError, DatabaseConfig, DatabaseLogin};
 use crate::db::{connect_error, lock};
 use crate::error::Error;
 use crate::input::percent_encode;
 use crate::tls::{Connector, Guarded};
+use lambda_aws::{self as aws, AwsAccess, Endpoint, SecretError};
 
 type Opened = (Client, Connection<Socket, Guarded>);
 

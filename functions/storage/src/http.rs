@@ -7,7 +7,7 @@ use aws_lambda_events::http::header::{HeaderValue, CONTENT_TYPE};
 use base64::Engine;
 use lti_storage::access::Surface;
 use lti_storage::http::{parse_query, route, Response};
-use lti_storage::{Error, ErrorKind, Storage};
+use lti_storage::{Error, Storage};
 use serde_json::Value;
 
 /// Whether a payload is an HTTP event rather than a direct invocation.
@@ -28,7 +28,7 @@ pub struct Answered {
 
 /// Answers one HTTP event.
 pub async fn handle(storage: &Storage, surface: Surface, payload: Value) -> Answered {
-    let (op, response) = match serde_json::from_value::<ApiGatewayV2httpRequest>(payload) {
+    let (op, mut response) = match serde_json::from_value::<ApiGatewayV2httpRequest>(payload) {
         Ok(request) => answer(storage, surface, request).await,
         Err(_) => (
             "invalid",
@@ -40,21 +40,9 @@ pub async fn handle(storage: &Storage, surface: Surface, payload: Value) -> Answ
     Answered {
         op,
         status: response.status,
-        error: reported_error(&response),
+        error: response.error.take(),
         event: to_event(response),
     }
-}
-
-/// The error a response's body reports (`errorType`, `errorMessage`), if any.
-fn reported_error(response: &Response) -> Option<Error> {
-    let body = response.body.as_ref()?;
-    let kind = ErrorKind::ALL
-        .into_iter()
-        .find(|kind| body["errorType"] == kind.as_str())?;
-    Some(Error::new(
-        kind,
-        body["errorMessage"].as_str().unwrap_or_default(),
-    ))
 }
 
 async fn answer(

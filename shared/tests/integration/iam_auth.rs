@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use lti_storage::aws::{rds_auth_token, Credentials};
+use lambda_aws::{rds_auth_token, Credentials};
 use lti_storage::migrate::{migrate, INVOCATION_TIME_LIMIT};
 use lti_storage::{ErrorKind, Storage};
 use serde_json::{json, Value};

@@ -5,7 +5,7 @@
 //! secret that cannot be used fails the first call with an error naming it, never showing
 //! its value; no log line, at TRACE, ever holds a password.
 
-use lti_storage::aws::{get_secret_string, signed_json_request, Credentials, SecretError};
+use lambda_aws::{get_secret_string, signed_json_request, Credentials, SecretError};
 use lti_storage::config::DatabaseLogin;
 use lti_storage::{ErrorKind, Storage};
 use serde_json::json;
@@ -291,10 +291,17 @@ async fn a_hostile_or_oversized_answer_is_unavailable_never_a_panic() {
     // A secret of 600 KiB: beyond the 512 KiB any real answer fits in.
     let oversized = json!({"SecretString": "x".repeat(600 * 1024)}).to_string();
     let chunk = "y".repeat(300 * 1024);
+    // A chunk size that overflows any sum it enters, then the connection closed: a body that
+    // ends before its announced size.
+    endpoint.answer_raw([
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nffffffffffffffff\r\nabc\r\n"
+            .to_vec(),
+    ]);
+    let err = storage.list_clients().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
+    assert!(err.message.contains("lti-storage/hostile"), "{err}");
+    assert_eq!(endpoint.received().len(), 1, "one request per call");
     let answers = [
-        // A chunk size that overflows any sum it enters.
-        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nffffffffffffffff\r\nabc\r\n"
-            .to_owned(),
         format!(
             "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{oversized}",
             oversized.len()
@@ -317,7 +324,7 @@ async fn a_hostile_or_oversized_answer_is_unavailable_never_a_panic() {
             "answer {i}: {err}"
         );
         assert!(!err.message.contains("xxx") && !err.message.contains("yyy"));
-        assert_eq!(endpoint.received().len(), i + 1, "one request per call");
+        assert_eq!(endpoint.received().len(), i + 2, "one request per call");
     }
 }
 

@@ -4,10 +4,9 @@
 
 use std::fmt;
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use ring::{digest, hmac};
 use time::{OffsetDateTime, UtcOffset};
-
-use crate::input::percent_encode;
 
 /// The function role's credentials, as Lambda gives them. `Debug` shows the key id only.
 #[derive(Clone, PartialEq, Eq)]
@@ -46,6 +45,17 @@ fn timestamps(now: OffsetDateTime) -> (String, String) {
         now.second()
     );
     (stamp, date)
+}
+
+/// SigV4 escapes every byte but the unreserved ones: letters, digits and `-_.~`.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+fn percent_encode(text: &str) -> String {
+    utf8_percent_encode(text, UNRESERVED).to_string()
 }
 
 fn hex(bytes: &[u8]) -> String {

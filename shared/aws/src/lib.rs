@@ -1,14 +1,16 @@
-//! What the storage asks of AWS itself, with the function role's credentials: a secret's
-//! value from Secrets Manager, and RDS IAM auth tokens. Signed here (SigV4) and sent over
-//! the rustls the database connection already uses, rather than through the AWS SDK, which
-//! would add megabytes to the binary and milliseconds to every cold start for one call.
+//! What a Lambda function asks of AWS itself, with its role's credentials: a secret's value
+//! from Secrets Manager, and RDS IAM auth tokens. Signed here (SigV4) and sent with `https`
+//! over the hyper and rustls the function already links, rather than through the AWS SDK,
+//! which would add megabytes to the binary and milliseconds to every cold start for one call.
 
 mod credentials;
-mod https;
+pub mod https;
 mod sigv4;
 
 use serde::Deserialize;
 use time::OffsetDateTime;
+
+pub use hyper::Method;
 
 pub use credentials::{CredentialSource, CredentialsEndpoint, CredentialsError};
 pub use https::Endpoint;
@@ -68,7 +70,7 @@ pub async fn get_secret_string(
         body.as_bytes(),
         OffsetDateTime::now_utc(),
     );
-    let response = https::request(endpoint, "POST", "/", &headers, body.as_bytes())
+    let response = https::request(endpoint, Method::POST, "/", &headers, body.into_bytes())
         .await
         .map_err(SecretError::Transport)?;
     if response.status == 200 {

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use hyper::Method;
 use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -74,7 +75,7 @@ impl fmt::Display for CredentialsError {
 }
 
 impl CredentialsEndpoint {
-    pub(crate) fn new(endpoint: Endpoint, path: String, token: Option<String>) -> Self {
+    pub fn new(endpoint: Endpoint, path: String, token: Option<String>) -> Self {
         CredentialsEndpoint {
             endpoint,
             path,
@@ -105,9 +106,15 @@ impl CredentialsEndpoint {
         if let Some(token) = &self.token {
             headers.push(("authorization", token.clone()));
         }
-        let response = https::request(&self.endpoint, "GET", &self.path, &headers, b"")
-            .await
-            .map_err(|err| err.to_string())?;
+        let response = https::request(
+            &self.endpoint,
+            Method::GET,
+            &self.path,
+            &headers,
+            Vec::new(),
+        )
+        .await
+        .map_err(|err| err.to_string())?;
         if response.status != 200 {
             return Err(format!("it answered HTTP {}", response.status));
         }
