@@ -31,6 +31,15 @@ export class UsageError extends Error {
 /** A command's call, its retries included, ends within this time. */
 const CALL_DEADLINE_MS = 60_000;
 
+/**
+ * One attempt waits this long: past the storage function's own 30 s timeout, so an attempt is
+ * never given up while the function may still answer it (migrate takes up to 25 s).
+ */
+const ATTEMPT_MS = 35_000;
+
+/** Ops the command never sends twice. */
+const NOT_REPEATED = ['migrate', 'cleanup'];
+
 const USAGE = `Usage: lti-storage [--function NAME | --endpoint URL] [--region REGION] [--json] COMMAND
 
 Commands:
@@ -233,12 +242,14 @@ export async function run(argv: string[], io: Io): Promise<number> {
     const plan = {
       op: call.op,
       policy: retryPolicy(),
-      repeatable: true,
+      // A migration or cleanup that timed out here may still be running: one sent again
+      // would wait behind its locks. Everything else is a read or a write safe to repeat.
+      repeatable: !NOT_REPEATED.includes(call.op),
       deadline: Date.now() + CALL_DEADLINE_MS,
       logger: undefined,
     };
     const result = await withRetries(plan, (timeLeftMs) =>
-      invokeStorage(target.client, target.functionName, call, Math.min(25_000, timeLeftMs)),
+      invokeStorage(target.client, target.functionName, call, Math.min(ATTEMPT_MS, timeLeftMs)),
     );
     if (result === null && call.op === 'getClientById') {
       throw new StorageError('NotFound', call.op, `${call.op}: no platform with that id`);

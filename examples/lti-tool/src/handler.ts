@@ -81,8 +81,9 @@ async function buildTool(): Promise<LTITool> {
     security: { keyId: await calculateJwkThumbprint(await exportJWK(keyPair.publicKey)) },
     storage: new LambdaStorage({
       functionName: setting('LTI_STORAGE_FUNCTION'),
-      // Within the function's own timeout (template.yaml), retries included.
+      // Within the function's own 20 s timeout (template.yaml), retries included.
       timeoutMs: 5_000,
+      deadlineMs: 15_000,
       launchConfigCache: true,
     }),
   });
@@ -127,8 +128,9 @@ async function launch(lti: LTITool, request: HttpRequest): Promise<HttpResponse>
   try {
     session = await lti.createSession(await lti.verifyLaunch(idToken, state));
   } catch (error) {
-    // A replayed launch ends here: its nonce is spent.
-    console.error('launch refused:', (error as Error).message);
+    // A replayed launch ends here: its nonce is spent. Only the kind of error is logged: the
+    // message can carry the launch's values (the LMS user id).
+    console.error('launch refused:', error instanceof Error ? error.name : 'unknown error');
     return html(401, 'Launch refused', '<p>This launch could not be verified. Open the tool from your course again.</p>');
   }
   // SameSite=None: the launch is a cross-site post, and the tool often runs in the platform's
