@@ -1,5 +1,6 @@
-//! LTI 1.3 storage over PostgreSQL for AWS Lambda: configuration, the container's database
-//! connection and caches, the storage operations, migrations and the expiry cleanup.
+//! LTI 1.3 storage over PostgreSQL for AWS Lambda: configuration, the login to the database
+//! (plugged into `lambda_postgres`' connection), caches, the storage operations, migrations
+//! and the expiry cleanup.
 
 pub mod access;
 mod cache;

@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rustls::CertificateError;
 use time::OffsetDateTime;
 use tokio::time::{timeout_at, Instant};
 use tokio_postgres::config::Host;
@@ -13,21 +14,20 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{CancelToken, Client, Connection, Socket};
 
 use crate::config::{Config, ConfigError, DatabaseConfig, DatabaseLogin};
-use crate::db::{connect_error, lock};
-use crate::error::Error;
 use crate::input::percent_encode;
-use crate::tls::{Connector, Guarded};
+use crate::tls::{Connector, Guarded, Refused};
 use lambda_aws::{self as aws, AwsAccess, Endpoint, SecretError};
+use lambda_postgres::{lock, Connect, ConnectError};
 
 type Opened = (Client, Connection<Socket, Guarded>);
 
-pub(crate) enum Login {
+pub enum Login {
     Url(Connector),
     Secret(SecretLogin),
     Iam(IamLogin),
 }
 
-pub(crate) struct SecretLogin {
+pub struct SecretLogin {
     id: String,
     access: AwsAccess,
     endpoint: Endpoint,
@@ -37,7 +37,7 @@ pub(crate) struct SecretLogin {
     current: Mutex<Option<Arc<Connector>>>,
 }
 
-pub(crate) struct IamLogin {
+pub struct IamLogin {
     connector: Connector,
     access: AwsAccess,
     host: String,
@@ -82,10 +82,12 @@ impl Login {
             }
         })
     }
+}
 
-    /// Asks the server to cancel what the connection of `token` is running, over a connection
-    /// made as this login makes them (a cancel request carries no password).
-    pub(crate) async fn cancel(&self, token: &CancelToken) -> Result<(), tokio_postgres::Error> {
+impl Connect for Login {
+    type Stream = Guarded;
+
+    async fn cancel(&self, token: &CancelToken) -> Result<(), tokio_postgres::Error> {
         let current;
         let connector = match self {
             Login::Url(connector) => connector,
@@ -102,8 +104,8 @@ impl Login {
         connector.cancel(token).await
     }
 
-    /// A new connection, logged in, within `limit` (reading the secret included).
-    pub(crate) async fn connect(&self, limit: Duration) -> Result<Opened, Error> {
+    /// Within `limit`, reading the secret included.
+    async fn connect(&self, limit: Duration) -> Result<Opened, ConnectError> {
         let deadline = Instant::now() + limit;
         match self {
             Login::Url(connector) => by_deadline(deadline, limit, connector.connect())
@@ -114,12 +116,12 @@ impl Login {
                 let credentials = timeout_at(deadline, iam.access.credentials.current())
                     .await
                     .map_err(|_| {
-                        Error::unavailable(format!(
+                        ConnectError::transient(format!(
                             "could not get the function's AWS credentials within {} ms",
                             limit.as_millis()
                         ))
                     })?
-                    .map_err(|err| Error::unavailable(err.to_string()))?;
+                    .map_err(|err| ConnectError::transient(err.to_string()))?;
                 let token = aws::rds_auth_token(
                     &credentials,
                     &iam.access.region,
@@ -144,9 +146,9 @@ async fn by_deadline(
     deadline: Instant,
     limit: Duration,
     connecting: impl std::future::Future<Output = Result<Opened, tokio_postgres::Error>>,
-) -> Result<Result<Opened, tokio_postgres::Error>, Error> {
+) -> Result<Result<Opened, tokio_postgres::Error>, ConnectError> {
     timeout_at(deadline, connecting).await.map_err(|_| {
-        Error::unavailable(format!(
+        ConnectError::transient(format!(
             "could not connect to the database within {} ms",
             limit.as_millis()
         ))
@@ -162,7 +164,7 @@ fn unreachable_config<T>(what: &str) -> Result<T, ConfigError> {
 }
 
 impl SecretLogin {
-    async fn connect(&self, deadline: Instant, limit: Duration) -> Result<Opened, Error> {
+    async fn connect(&self, deadline: Instant, limit: Duration) -> Result<Opened, ConnectError> {
         let cached = lock(&self.current).clone();
         let fresh = cached.is_none();
         let connector = match cached {
@@ -188,7 +190,11 @@ impl SecretLogin {
 
     /// Reads the secret and builds the connector its value describes, kept for the
     /// connections after this one.
-    async fn read(&self, deadline: Instant, limit: Duration) -> Result<Arc<Connector>, Error> {
+    async fn read(
+        &self,
+        deadline: Instant,
+        limit: Duration,
+    ) -> Result<Arc<Connector>, ConnectError> {
         let started = Instant::now();
         let id = &self.id;
         let value = timeout_at(
@@ -197,7 +203,7 @@ impl SecretLogin {
         )
         .await
         .map_err(|_| {
-            Error::unavailable(format!(
+            ConnectError::transient(format!(
                 "could not read the database secret {id} from Secrets Manager ({}) within {} ms \
                  (in a VPC, the function needs a Secrets Manager VPC endpoint or a NAT gateway)",
                 self.endpoint,
@@ -205,10 +211,11 @@ impl SecretLogin {
             ))
         })?
         .map_err(|err| self.secret_error(err))?;
-        let config = merge(&value, &self.base)
-            .map_err(|problem| Error::internal(format!("the database secret {id} {problem}")))?;
+        let config = merge(&value, &self.base).map_err(|problem| {
+            ConnectError::lasting(format!("the database secret {id} {problem}"))
+        })?;
         let connector = Connector::new(&config).map_err(|err| {
-            Error::internal(format!(
+            ConnectError::lasting(format!(
                 "the database secret {id} gives a connection that cannot be set up: {}",
                 err.problem
             ))
@@ -223,17 +230,17 @@ impl SecretLogin {
         Ok(connector)
     }
 
-    fn secret_error(&self, err: SecretError) -> Error {
+    fn secret_error(&self, err: SecretError) -> ConnectError {
         let id = &self.id;
         match err {
-            SecretError::Transport(err) => Error::unavailable(format!(
+            SecretError::Transport(err) => ConnectError::transient(format!(
                 "could not read the database secret {id} from Secrets Manager ({}): {err}",
                 self.endpoint
             )),
             SecretError::Credentials(err) => {
-                Error::unavailable(format!("could not read the database secret {id}: {err}"))
+                ConnectError::transient(format!("could not read the database secret {id}: {err}"))
             }
-            SecretError::NoString => Error::internal(format!(
+            SecretError::NoString => ConnectError::lasting(format!(
                 "the database secret {id} has no SecretString (a binary secret?); store the \
                  connection URL or the JSON of an RDS secret as text"
             )),
@@ -254,13 +261,13 @@ impl SecretLogin {
                          function's role needs kms:Decrypt on the secret's KMS key"
                     ),
                     "ThrottlingException" | "InternalServiceError" => {
-                        return Error::unavailable(format!(
+                        return ConnectError::transient(format!(
                             "Secrets Manager answered {kind} reading the database secret {id}; \
                              retry"
                         ))
                     }
                     _ if status >= 500 => {
-                        return Error::unavailable(format!(
+                        return ConnectError::transient(format!(
                             "Secrets Manager answered HTTP {status} reading the database secret \
                              {id}; retry"
                         ))
@@ -273,10 +280,91 @@ impl SecretLogin {
                          (HTTP {status})"
                     ),
                 };
-                Error::internal(message)
+                ConnectError::lasting(message)
             }
         }
     }
+}
+
+/// Connect failures: retryable ones are Unavailable; a refused login or a missing database
+/// will not fix themselves, so they are Internal with a message pointing at `login`, where
+/// the credentials came from (DATABASE_URL, a secret, an IAM token).
+fn connect_error(err: tokio_postgres::Error, login: &str) -> ConnectError {
+    if let Some(code) = err.code() {
+        if *code == SqlState::TOO_MANY_CONNECTIONS {
+            return ConnectError::transient(
+                "the database refused the connection: too many connections (raise max_connections or use a proxy)",
+            );
+        }
+        if *code == SqlState::INVALID_PASSWORD
+            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        {
+            return ConnectError::lasting(format!(
+                "the database refused the user or password given in {login}"
+            ));
+        }
+        if *code == SqlState::INVALID_CATALOG_NAME {
+            return ConnectError::lasting(format!("the database named in {login} does not exist"));
+        }
+        if *code == SqlState::CANNOT_CONNECT_NOW || *code == SqlState::ADMIN_SHUTDOWN {
+            return ConnectError::transient("the database is starting up or shutting down; retry");
+        }
+    }
+    match Refused::of(&err) {
+        Some(Refused::ServerWithoutTls) => {
+            return ConnectError::lasting(
+                "the database server does not support TLS, but DATABASE_URL asks for it \
+                 (sslmode=require, verify-ca or verify-full)",
+            )
+        }
+        Some(Refused::PasswordRevealed(method)) => {
+            return ConnectError::lasting(format!(
+                "the database asked for the password in {method} over a connection that does \
+                 not verify its certificate; it was not sent: use sslmode=verify-full in \
+                 DATABASE_URL (Amazon RDS, Aurora and RDS Proxy need no root certificate)"
+            ))
+        }
+        None => {}
+    }
+    // No SQLSTATE: network or TLS. tokio-postgres' text names only the kind of failure
+    // ("error performing TLS handshake"); the reason is its source. Neither names the
+    // password nor the query.
+    let cause = std::error::Error::source(&err);
+    // A refused certificate, or a server without TLS, will not fix itself: the settings
+    // must change.
+    let certificate = cause
+        .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+        .and_then(|io| io.get_ref())
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .filter(|tls| matches!(tls, rustls::Error::InvalidCertificate(_)));
+    if let Some(refused) = certificate {
+        // rustls names the hosts and certificate names: for the log, not for the caller.
+        tracing::error!(error = %refused, "the database's TLS certificate was refused");
+        let reason = match refused {
+            rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            ) => "it is for another host name",
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+                "it does not chain to a trusted root"
+            }
+            rustls::Error::InvalidCertificate(
+                CertificateError::Expired
+                | CertificateError::ExpiredContext { .. }
+                | CertificateError::NotValidYet
+                | CertificateError::NotValidYetContext { .. },
+            ) => "it has expired or is not yet valid",
+            _ => "see the function's log",
+        };
+        return ConnectError::lasting(format!(
+            "the database's TLS certificate was refused: {reason}; check sslmode in \
+             DATABASE_URL and the root certificate (PGSSLROOTCERT or sslrootcert=)"
+        ));
+    }
+    // Network failures: the details (addresses, the resolver's words) go to the log only.
+    tracing::warn!(error = %err, cause = ?cause.map(ToString::to_string), "could not connect to the database");
+    ConnectError::transient(
+        "could not connect to the database (network failure; details in the function's log)",
+    )
 }
 
 /// What a secret's value gives: a whole URL, or the fields of the JSON that RDS and Secrets

@@ -37,7 +37,7 @@ const AWS_RDS_ROOTS: &str = include_str!("../certs/aws-rds.pem");
 /// stream that ends it when a server not verified asks for the password in a form that
 /// reveals it.
 #[derive(Clone)]
-pub(crate) struct Connector {
+pub struct Connector {
     postgres: tokio_postgres::Config,
     negotiation: Negotiation,
 }
@@ -395,7 +395,7 @@ enum Transport {
 /// let through: it never reveals the password. MD5 is not: its answer, an MD5 of the
 /// password's MD5 and a salt the server picks, lets a fake server guess the password offline
 /// at MD5 speed.
-pub(crate) struct Guarded {
+pub struct Guarded {
     transport: Transport,
     /// `None` once authentication is over, or from the start when the server was verified.
     watch: Option<AuthWatch>,
