@@ -1,8 +1,9 @@
-//! The container's one database connection (`lambda_postgres`), made as `login` makes them.
+//! The container's one database connection (`lambda_postgres`), made as
+//! `lambda_postgres_login` makes them.
 
 use crate::config::{Config, ConfigError};
-use crate::login::Login;
 use crate::metrics::Tally;
+use lambda_postgres_login::Login;
 
 pub use lambda_postgres::{column, Connection, Params, QueryError};
 
@@ -17,5 +18,8 @@ pub fn database(config: &Config) -> Result<Database, ConfigError> {
         prepared_statements: config.prepared_statements,
         on_reconnect: || Tally::count(|tally| tally.reconnects += 1),
     };
-    Ok(Database::new(Login::new(config)?, settings))
+    Ok(Database::new(
+        Login::new(&config.database, &config.login)?,
+        settings,
+    ))
 }

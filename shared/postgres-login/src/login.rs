@@ -13,8 +13,7 @@ use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{CancelToken, Client, Connection, Socket};
 
-use crate::config::{Config, ConfigError, DatabaseConfig, DatabaseLogin};
-use crate::input::percent_encode;
+use crate::config::{percent_encode, ConfigError, DatabaseConfig, DatabaseLogin};
 use crate::tls::{Connector, Guarded, Refused};
 use lambda_aws::{self as aws, AwsAccess, Endpoint, SecretError};
 use lambda_postgres::{lock, Connect, ConnectError};
@@ -47,9 +46,9 @@ pub struct IamLogin {
 
 impl Login {
     /// Checks what can be checked before the first connection (TLS set-up, URL).
-    pub(crate) fn new(config: &Config) -> Result<Login, ConfigError> {
-        Ok(match &config.login {
-            DatabaseLogin::Url => Login::Url(Connector::new(&config.database)?),
+    pub fn new(database: &DatabaseConfig, login: &DatabaseLogin) -> Result<Login, ConfigError> {
+        Ok(match login {
+            DatabaseLogin::Url => Login::Url(Connector::new(database)?),
             DatabaseLogin::Secret {
                 id,
                 access,
@@ -58,11 +57,11 @@ impl Login {
                 id: id.clone(),
                 access: access.clone(),
                 endpoint: endpoint.clone(),
-                base: config.database.clone(),
+                base: database.clone(),
                 current: Mutex::new(None),
             }),
             DatabaseLogin::Iam { access } => {
-                let postgres = &config.database.postgres;
+                let postgres = &database.postgres;
                 // The configuration checked there is one TCP host and a user.
                 let host = match postgres.get_hosts() {
                     [Host::Tcp(host)] => host.clone(),
@@ -73,7 +72,7 @@ impl Login {
                     None => unreachable_config("a user")?,
                 };
                 Login::Iam(IamLogin {
-                    connector: Connector::new(&config.database)?,
+                    connector: Connector::new(database)?,
                     access: access.clone(),
                     host,
                     port: postgres.get_ports().first().copied().unwrap_or(5432),

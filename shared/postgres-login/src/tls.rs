@@ -26,7 +26,7 @@ use crate::config::{ConfigError, DatabaseConfig, SslMode};
 /// The Amazon RDS, Aurora and RDS Proxy CA certificates (scripts/refresh-rds-ca.sh), trusted
 /// beside the Mozilla set when no root certificate is configured, so `verify-full` works
 /// against RDS without shipping a bundle.
-const AWS_RDS_ROOTS: &str = include_str!("../certs/aws-rds.pem");
+const AWS_RDS_ROOTS: &str = include_str!("../../certs/aws-rds.pem");
 
 /// Opens the database connection as `sslmode` asks.
 ///
