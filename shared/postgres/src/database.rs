@@ -85,11 +85,6 @@ impl<C: Connect> Database<C> {
         }
     }
 
-    /// How connections are made.
-    pub fn connector(&self) -> &C {
-        &self.connector
-    }
-
     /// Runs `query` on the connection within the query time limit. A connection found dead
     /// is replaced, and the call is repeated once on the new one: `query` must be a read, or
     /// a write whose repetition leaves the same rows (deletes, updates to given values,
@@ -108,8 +103,8 @@ impl<C: Connect> Database<C> {
             .await
     }
 
-    /// `run` for a write that a blind repeat would answer wrongly (storing or consuming a
-    /// nonce), but whose repeat can recognise its own earlier attempt: it is repeated once
+    /// `run` for a write that a blind repeat would answer wrongly (an insert whose key must
+    /// be new, consuming a one-time token), but whose repeat can recognise its own earlier attempt: it is repeated once
     /// on a fresh connection, and `query` is told by `is_repeat` that the first attempt may
     /// have been applied before its answer was lost.
     pub async fn run_recognising<T, E, Q>(
