@@ -6,6 +6,7 @@
 
 mod config;
 mod login;
+mod secret;
 mod tls;
 
 pub use config::{

@@ -3,7 +3,6 @@
 //! token signed for that connection. Neither the secret's value nor a token is ever logged
 //! or put in an error message.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::CertificateError;
@@ -13,27 +12,20 @@ use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{CancelToken, Client, Connection, Socket};
 
-use crate::config::{percent_encode, ConfigError, DatabaseConfig, DatabaseLogin};
+use crate::config::{ConfigError, DatabaseConfig, DatabaseLogin};
+use crate::secret::SecretLogin;
 use crate::tls::{Connector, Guarded, Refused};
-use lambda_aws::{self as aws, AwsAccess, Endpoint, SecretError};
-use lambda_postgres::{lock, Connect, ConnectError};
+use lambda_aws::{self as aws, AwsAccess};
+use lambda_postgres::{Connect, ConnectError};
 
-type Opened = (Client, Connection<Socket, Guarded>);
+pub(crate) type Opened = (Client, Connection<Socket, Guarded>);
 
+/// How each new connection logs in: `lambda_postgres::Connect` for the container's
+/// connection.
 pub enum Login {
     Url(Connector),
     Secret(SecretLogin),
     Iam(IamLogin),
-}
-
-pub struct SecretLogin {
-    id: String,
-    access: AwsAccess,
-    endpoint: Endpoint,
-    /// DATABASE_URL: what the secret does not say (options such as sslmode, or the host).
-    base: DatabaseConfig,
-    /// Built from the value last read; `None` until the first connection.
-    current: Mutex<Option<Arc<Connector>>>,
 }
 
 pub struct IamLogin {
@@ -53,13 +45,7 @@ impl Login {
                 id,
                 access,
                 endpoint,
-            } => Login::Secret(SecretLogin {
-                id: id.clone(),
-                access: access.clone(),
-                endpoint: endpoint.clone(),
-                base: database.clone(),
-                current: Mutex::new(None),
-            }),
+            } => Login::Secret(SecretLogin::new(id, access, endpoint, database)),
             DatabaseLogin::Iam { access } => {
                 let postgres = &database.postgres;
                 // The configuration checked there is one TCP host and a user.
@@ -93,7 +79,7 @@ impl Connect for Login {
             Login::Iam(iam) => &iam.connector,
             Login::Secret(secret) => {
                 // A connection to cancel was made with the connector last read.
-                current = lock(&secret.current).clone();
+                current = secret.last_read();
                 match &current {
                     Some(connector) => connector,
                     None => return Ok(()),
@@ -141,7 +127,7 @@ impl Connect for Login {
 }
 
 /// The outcome of `connecting`, or the time limit's error when `deadline` comes first.
-async fn by_deadline(
+pub(crate) async fn by_deadline(
     deadline: Instant,
     limit: Duration,
     connecting: impl std::future::Future<Output = Result<Opened, tokio_postgres::Error>>,
@@ -162,133 +148,10 @@ fn unreachable_config<T>(what: &str) -> Result<T, ConfigError> {
     })
 }
 
-impl SecretLogin {
-    async fn connect(&self, deadline: Instant, limit: Duration) -> Result<Opened, ConnectError> {
-        let cached = lock(&self.current).clone();
-        let fresh = cached.is_none();
-        let connector = match cached {
-            Some(connector) => connector,
-            None => self.read(deadline, limit).await?,
-        };
-        let login = format!("the database secret {}", self.id);
-        match by_deadline(deadline, limit, connector.connect()).await? {
-            // Rotated since it was read: read it again, once.
-            Err(err) if !fresh && err.code() == Some(&SqlState::INVALID_PASSWORD) => {
-                tracing::info!(
-                    secret = %self.id,
-                    "the database refused the password; reading the database secret again"
-                );
-                let connector = self.read(deadline, limit).await?;
-                by_deadline(deadline, limit, connector.connect())
-                    .await?
-                    .map_err(|err| connect_error(err, &login))
-            }
-            result => result.map_err(|err| connect_error(err, &login)),
-        }
-    }
-
-    /// Reads the secret and builds the connector its value describes, kept for the
-    /// connections after this one.
-    async fn read(
-        &self,
-        deadline: Instant,
-        limit: Duration,
-    ) -> Result<Arc<Connector>, ConnectError> {
-        let started = Instant::now();
-        let id = &self.id;
-        let value = timeout_at(
-            deadline,
-            aws::get_secret_string(&self.access, &self.endpoint, id),
-        )
-        .await
-        .map_err(|_| {
-            ConnectError::transient(format!(
-                "could not read the database secret {id} from Secrets Manager ({}) within {} ms \
-                 (in a VPC, the function needs a Secrets Manager VPC endpoint or a NAT gateway)",
-                self.endpoint,
-                limit.as_millis()
-            ))
-        })?
-        .map_err(|err| self.secret_error(err))?;
-        let config = merge(&value, &self.base).map_err(|problem| {
-            ConnectError::lasting(format!("the database secret {id} {problem}"))
-        })?;
-        let connector = Connector::new(&config).map_err(|err| {
-            ConnectError::lasting(format!(
-                "the database secret {id} gives a connection that cannot be set up: {}",
-                err.problem
-            ))
-        })?;
-        tracing::info!(
-            secret = %id,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "read the database secret"
-        );
-        let connector = Arc::new(connector);
-        *lock(&self.current) = Some(connector.clone());
-        Ok(connector)
-    }
-
-    fn secret_error(&self, err: SecretError) -> ConnectError {
-        let id = &self.id;
-        match err {
-            SecretError::Transport(err) => ConnectError::transient(format!(
-                "could not read the database secret {id} from Secrets Manager ({}): {err}",
-                self.endpoint
-            )),
-            SecretError::Credentials(err) => {
-                ConnectError::transient(format!("could not read the database secret {id}: {err}"))
-            }
-            SecretError::NoString => ConnectError::lasting(format!(
-                "the database secret {id} has no SecretString (a binary secret?); store the \
-                 connection URL or the JSON of an RDS secret as text"
-            )),
-            SecretError::Refused { status, kind } => {
-                let message = match kind.as_str() {
-                    "ResourceNotFoundException" => format!(
-                        "the database secret {id} does not exist in region {} (or has no \
-                         current version)",
-                        self.access.region
-                    ),
-                    "AccessDeniedException" | "AccessDenied" => format!(
-                        "the function's role may not read the database secret {id}: it needs \
-                         secretsmanager:GetSecretValue on it (and kms:Decrypt on its key when it \
-                         is a customer-managed key)"
-                    ),
-                    "DecryptionFailure" => format!(
-                        "Secrets Manager could not decrypt the database secret {id}: the \
-                         function's role needs kms:Decrypt on the secret's KMS key"
-                    ),
-                    "ThrottlingException" | "InternalServiceError" => {
-                        return ConnectError::transient(format!(
-                            "Secrets Manager answered {kind} reading the database secret {id}; \
-                             retry"
-                        ))
-                    }
-                    _ if status >= 500 => {
-                        return ConnectError::transient(format!(
-                            "Secrets Manager answered HTTP {status} reading the database secret \
-                             {id}; retry"
-                        ))
-                    }
-                    "" => format!(
-                        "Secrets Manager answered HTTP {status} reading the database secret {id}"
-                    ),
-                    _ => format!(
-                        "Secrets Manager refused to read the database secret {id}: {kind} \
-                         (HTTP {status})"
-                    ),
-                };
-                ConnectError::lasting(message)
-            }
-        }
-    }
-}
-
 /// Connect failures: retryable ones are Unavailable; a refused login or a missing database
 /// will not fix themselves, so they are Internal with a message pointing at `login`, where
 /// the credentials came from (DATABASE_URL, a secret, an IAM token).
-fn connect_error(err: tokio_postgres::Error, login: &str) -> ConnectError {
+pub(crate) fn connect_error(err: tokio_postgres::Error, login: &str) -> ConnectError {
     if let Some(code) = err.code() {
         if *code == SqlState::TOO_MANY_CONNECTIONS {
             return ConnectError::transient(
@@ -364,356 +227,4 @@ fn connect_error(err: tokio_postgres::Error, login: &str) -> ConnectError {
     ConnectError::transient(
         "could not connect to the database (network failure; details in the function's log)",
     )
-}
-
-/// What a secret's value gives: a whole URL, or the fields of the JSON that RDS and Secrets
-/// Manager's rotation write.
-#[derive(Debug, PartialEq)]
-enum SecretValue<'a> {
-    Url(&'a str),
-    Fields {
-        username: String,
-        password: String,
-        host: Option<String>,
-        port: Option<u16>,
-        dbname: Option<String>,
-    },
-}
-
-/// The problems are worded for "the database secret ID ..." and never quote the value.
-fn parse_secret(value: &str) -> Result<SecretValue<'_>, &'static str> {
-    let value = value.trim();
-    if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-        return Ok(SecretValue::Url(value));
-    }
-    const SHAPES: &str = "is neither a postgres:// URL nor a JSON object with username and \
-                          password (as RDS and Secrets Manager rotation write)";
-    let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(value) else {
-        return Err(SHAPES);
-    };
-    let text = |name: &'static str| match fields.get(name) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(text)) => Ok(Some(text.clone())),
-        Some(_) => Err(name),
-    };
-    let wrong = |name: &'static str| match name {
-        "username" => "has a \"username\" that is not a string",
-        "password" => "has a \"password\" that is not a string",
-        "host" => "has a \"host\" that is not a string",
-        "dbname" => "has a \"dbname\" that is not a string",
-        _ => "has an \"engine\" that is not a string",
-    };
-    if let Some(engine) = text("engine").map_err(wrong)? {
-        if !engine.contains("postgres") {
-            return Err("is for another database engine (\"engine\" is not postgres)");
-        }
-    }
-    let username = text("username")
-        .map_err(wrong)?
-        .ok_or("has no \"username\"")?;
-    let password = text("password")
-        .map_err(wrong)?
-        .ok_or("has no \"password\"")?;
-    let host = text("host").map_err(wrong)?;
-    let valid_host = |host: &String| {
-        !host.is_empty()
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-._:".contains(c))
-    };
-    if host.as_ref().is_some_and(|host| !valid_host(host)) {
-        return Err("has a \"host\" that is not a host name or address");
-    }
-    // RDS writes the port as a number; people write it as text too.
-    let port = match fields.get("port") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(port) => {
-            let port = match port {
-                serde_json::Value::Number(port) => {
-                    port.as_u64().and_then(|port| u16::try_from(port).ok())
-                }
-                serde_json::Value::String(port) => port.parse().ok(),
-                _ => None,
-            };
-            Some(
-                port.filter(|port| *port != 0)
-                    .ok_or("has a \"port\" that is not a port number")?,
-            )
-        }
-    };
-    Ok(SecretValue::Fields {
-        username,
-        password,
-        host,
-        port,
-        dbname: text("dbname").map_err(wrong)?,
-    })
-}
-
-/// A `postgres://` URL in its parts, as written (%-encoded).
-struct UrlParts<'a> {
-    scheme: &'a str,
-    userinfo: Option<&'a str>,
-    hosts: &'a str,
-    dbname: Option<&'a str>,
-    query: Vec<&'a str>,
-}
-
-impl<'a> UrlParts<'a> {
-    /// `url` is known to start with postgres:// or postgresql://.
-    fn split(url: &'a str) -> UrlParts<'a> {
-        let (scheme, rest) = url.split_at(url.find("://").map_or(0, |at| at + 3));
-        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (authority, dbname) = match rest.split_once('/') {
-            Some((authority, dbname)) => (authority, Some(dbname)),
-            None => (rest, None),
-        };
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
-            Some((userinfo, hosts)) => (Some(userinfo), hosts),
-            None => (None, authority),
-        };
-        UrlParts {
-            scheme,
-            userinfo,
-            hosts,
-            dbname,
-            query: query.split('&').filter(|pair| !pair.is_empty()).collect(),
-        }
-    }
-
-    fn join(&self) -> String {
-        let mut url = self.scheme.to_owned();
-        if let Some(userinfo) = self.userinfo {
-            url.push_str(userinfo);
-            url.push('@');
-        }
-        url.push_str(self.hosts);
-        if let Some(dbname) = self.dbname {
-            url.push('/');
-            url.push_str(dbname);
-        }
-        if !self.query.is_empty() {
-            url.push('?');
-            url.push_str(&self.query.join("&"));
-        }
-        url
-    }
-}
-
-fn key(pair: &str) -> &str {
-    pair.split_once('=').map_or(pair, |(key, _)| key)
-}
-
-/// The connection the secret's `value` describes, completed by DATABASE_URL (`base`): a URL
-/// secret is taken whole, with the options of DATABASE_URL it does not set; the JSON's
-/// fields replace DATABASE_URL's user, password, and host, port and database when given.
-fn merge(value: &str, base: &DatabaseConfig) -> Result<DatabaseConfig, String> {
-    let base_parts = UrlParts::split(&base.url);
-    let (userinfo, hosts, dbname);
-    let mut parts = match parse_secret(value)? {
-        SecretValue::Url(url) => {
-            let mut parts = UrlParts::split(url);
-            let given: Vec<&str> = parts.query.iter().map(|pair| key(pair)).collect();
-            let added = base_parts
-                .query
-                .iter()
-                .filter(|pair| !given.contains(&key(pair)));
-            parts.query.extend(added);
-            parts
-        }
-        SecretValue::Fields {
-            username,
-            password,
-            host,
-            port,
-            dbname: name,
-        } => {
-            userinfo = format!(
-                "{}:{}",
-                percent_encode(&username),
-                percent_encode(&password)
-            );
-            let bracket = |host: &str| match host.contains(':') {
-                true => format!("[{host}]"),
-                false => host.to_owned(),
-            };
-            hosts = match (host, port) {
-                (Some(host), Some(port)) => format!("{}:{port}", bracket(&host)),
-                (Some(host), None) => bracket(&host),
-                // DATABASE_URL's host names, each at the secret's port.
-                (None, Some(port)) => base_parts
-                    .hosts
-                    .split(',')
-                    .map(|host| {
-                        let name = host
-                            .rsplit_once(':')
-                            .filter(|(_, port)| !port.contains(']'))
-                            .map_or(host, |(name, _)| name);
-                        format!("{name}:{port}")
-                    })
-                    .collect::<Vec<_>>()
-                    .join(","),
-                (None, None) => base_parts.hosts.to_owned(),
-            };
-            dbname = name.map(|name| percent_encode(&name));
-            UrlParts {
-                scheme: base_parts.scheme,
-                userinfo: Some(&userinfo),
-                hosts: &hosts,
-                dbname: dbname.as_deref().or(base_parts.dbname),
-                query: base_parts.query.clone(),
-            }
-        }
-    };
-    if parts.scheme.is_empty() {
-        parts.scheme = "postgres://";
-    }
-    let url = parts.join();
-    let root = base.ssl_root_cert.as_deref().and_then(|path| path.to_str());
-    let config = DatabaseConfig::parse(&url, root).map_err(|err| {
-        format!(
-            "gives a connection URL (with DATABASE_URL's options) that is not valid: {}",
-            err.problem
-        )
-    })?;
-    if config.postgres.get_hosts().is_empty() {
-        return Err("names no host, and DATABASE_URL names none".to_owned());
-    }
-    Ok(config)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::SslMode;
-
-    const PASSWORD: &str = "s3cr:et/p@ss?w&rd";
-
-    fn base(url: &str) -> DatabaseConfig {
-        DatabaseConfig::parse(url, None).unwrap()
-    }
-
-    fn json(value: serde_json::Value) -> String {
-        value.to_string()
-    }
-
-    #[test]
-    fn a_url_secret_is_taken_whole_with_the_options_database_url_adds() {
-        let secret = format!(
-            "postgres://lti:{}@db.example.com:6432/lti?sslmode=require",
-            percent_encode(PASSWORD)
-        );
-        let config = merge(
-            &secret,
-            &base("postgres://other@elsewhere/x?sslmode=verify-full&application_name=tool"),
-        )
-        .unwrap();
-        // The secret's own sslmode wins; DATABASE_URL adds what the secret does not set.
-        assert_eq!(config.ssl_mode, SslMode::Require);
-        assert_eq!(config.postgres.get_application_name(), Some("tool"));
-        assert_eq!(config.postgres.get_user(), Some("lti"));
-        assert_eq!(config.postgres.get_password(), Some(PASSWORD.as_bytes()));
-        assert_eq!(
-            config.postgres.get_hosts(),
-            &[Host::Tcp("db.example.com".into())]
-        );
-        assert_eq!(config.postgres.get_ports(), &[6432]);
-        assert_eq!(config.postgres.get_dbname(), Some("lti"));
-
-        // Alone (no DATABASE_URL), the secret's URL is all there is.
-        let config = merge(&secret, &base("postgres://")).unwrap();
-        assert_eq!(config.ssl_mode, SslMode::Require);
-        assert_eq!(config.postgres.get_application_name(), Some("lti-storage"));
-    }
-
-    #[test]
-    fn an_rds_secret_gives_the_login_and_database_url_the_rest() {
-        // What RDS rotation writes.
-        let secret = json(
-            serde_json::json!({"engine": "postgres", "username": "lti user",
-            "password": PASSWORD, "host": "db.abc.eu-west-1.rds.amazonaws.com", "port": 5433,
-            "dbname": "lti", "dbInstanceIdentifier": "db"}),
-        );
-        let config = merge(&secret, &base("postgres://?sslmode=verify-full")).unwrap();
-        assert_eq!(config.ssl_mode, SslMode::VerifyFull);
-        assert_eq!(config.postgres.get_user(), Some("lti user"));
-        assert_eq!(config.postgres.get_password(), Some(PASSWORD.as_bytes()));
-        assert_eq!(
-            config.postgres.get_hosts(),
-            &[Host::Tcp("db.abc.eu-west-1.rds.amazonaws.com".into())]
-        );
-        assert_eq!(config.postgres.get_ports(), &[5433]);
-        assert_eq!(config.postgres.get_dbname(), Some("lti"));
-
-        // RDS's managed master-user secret holds only the login: DATABASE_URL the rest.
-        let managed = json(serde_json::json!({"username": "postgres", "password": PASSWORD}));
-        let config = merge(
-            &managed,
-            &base("postgresql://ignored@db.internal:6432/app?sslmode=verify-full"),
-        )
-        .unwrap();
-        assert_eq!(config.postgres.get_user(), Some("postgres"));
-        assert_eq!(config.postgres.get_password(), Some(PASSWORD.as_bytes()));
-        assert_eq!(
-            config.postgres.get_hosts(),
-            &[Host::Tcp("db.internal".into())]
-        );
-        assert_eq!(config.postgres.get_ports(), &[6432]);
-        assert_eq!(config.postgres.get_dbname(), Some("app"));
-
-        // A port as text, without a host: DATABASE_URL's host at the secret's port.
-        let port = json(
-            serde_json::json!({"username": "u", "password": "p", "port": "7000", "host": null}),
-        );
-        let config = merge(&port, &base("postgres://db.internal:6432/app")).unwrap();
-        assert_eq!(config.postgres.get_ports(), &[7000]);
-    }
-
-    #[test]
-    fn malformed_secrets_say_what_is_wrong_without_quoting_the_value() {
-        let cases = [
-            (PASSWORD.to_owned(), "neither a postgres:// URL"),
-            (format!("[\"{PASSWORD}\"]"), "neither a postgres:// URL"),
-            (
-                json(serde_json::json!({"password": PASSWORD})),
-                "no \"username\"",
-            ),
-            (
-                json(serde_json::json!({"username": "u"})),
-                "no \"password\"",
-            ),
-            (
-                json(serde_json::json!({"username": 1, "password": PASSWORD})),
-                "\"username\" that is not a string",
-            ),
-            (
-                json(serde_json::json!({"username": "u", "password": PASSWORD, "port": "x"})),
-                "\"port\" that is not a port number",
-            ),
-            (
-                json(serde_json::json!({"username": "u", "password": PASSWORD, "port": 70000})),
-                "\"port\" that is not a port number",
-            ),
-            (
-                json(serde_json::json!({"username": "u", "password": PASSWORD,
-                    "host": "a/b@c"})),
-                "not a host name",
-            ),
-            (
-                json(serde_json::json!({"engine": "mysql", "username": "u",
-                    "password": PASSWORD, "host": "h"})),
-                "another database engine",
-            ),
-            (
-                json(serde_json::json!({"username": "u", "password": PASSWORD})),
-                "names no host",
-            ),
-            (format!("postgres://u:{PASSWORD}@h:port/db"), "not valid: "),
-        ];
-        for (value, expected) in cases {
-            let err = merge(&value, &base("postgres://")).unwrap_err();
-            assert!(err.contains(expected), "{value}: {err}");
-            assert!(!err.contains(PASSWORD), "{err}");
-        }
-    }
 }
