@@ -5,6 +5,7 @@
 //! `lambda_postgres::Connect` the functions plug in.
 
 mod config;
+mod guard;
 mod login;
 mod secret;
 mod tls;
@@ -12,5 +13,5 @@ mod tls;
 pub use config::{
     config_error, from_lookup, parse_flag, ConfigError, DatabaseConfig, DatabaseLogin, SslMode,
 };
+pub use guard::Guarded;
 pub use login::Login;
-pub use tls::Guarded;

@@ -13,8 +13,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{CancelToken, Client, Connection, Socket};
 
 use crate::config::{ConfigError, DatabaseConfig, DatabaseLogin};
+use crate::guard::Guarded;
 use crate::secret::SecretLogin;
-use crate::tls::{Connector, Guarded, Refused};
+use crate::tls::{Connector, Refused};
 use lambda_aws::{self as aws, AwsAccess};
 use lambda_postgres::{Connect, ConnectError};
 
