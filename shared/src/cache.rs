@@ -19,8 +19,8 @@ use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 use serde_json::Value;
 
-use crate::db::lock;
 use crate::metrics::Tally;
+use lambda_postgres::lock;
 
 /// An estimate of the memory a value holds: its own size and what it owns on the heap.
 pub trait Footprint {

@@ -203,7 +203,7 @@ async fn apply(
         })
         .await;
     if let Err(err) = reached {
-        return Answer::failed(unusable_database(err));
+        return Answer::failed(unusable_database(err.into()));
     }
     let limit = deadline
         .saturating_duration_since(Instant::now())

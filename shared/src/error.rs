@@ -1,7 +1,9 @@
-//! The one error type of the crate, and the one place database errors are mapped to it.
+//! The one error type of the crate, and the one place the connection's errors, and the
+//! database's among them, are mapped to it.
 
 use std::fmt;
 
+use lambda_postgres::{is_connection_error, OutOfTime};
 use tokio_postgres::error::SqlState;
 
 /// The five kinds a caller can act on; they are the `errorType` of a failed invocation.
@@ -103,25 +105,6 @@ impl From<Error> for lambda_runtime::Diagnostic {
     }
 }
 
-/// Whether a database error means the connection is unusable (so the next call must open a
-/// new one, and a call that is safe to repeat may be retried on it).
-pub(crate) fn is_connection_error(err: &tokio_postgres::Error) -> bool {
-    if err.is_closed() {
-        return true;
-    }
-    match err.code() {
-        // The server is shutting down or restarting, or terminated this backend.
-        Some(code) => {
-            *code == SqlState::ADMIN_SHUTDOWN
-                || *code == SqlState::CRASH_SHUTDOWN
-                || *code == SqlState::CANNOT_CONNECT_NOW
-        }
-        // No SQLSTATE: an I/O or protocol failure on the socket.
-        None => std::error::Error::source(err)
-            .is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some()),
-    }
-}
-
 /// The Conflict of storing a nonce that is already stored.
 pub(crate) const NONCE_ALREADY_STORED: &str = "this nonce is already stored";
 
@@ -202,4 +185,44 @@ pub(crate) fn from_db(err: tokio_postgres::Error, what: &str) -> Error {
         "the database failed on {what} (SQLSTATE {})",
         code.code()
     ))
+}
+
+/// The connection's errors in the caller's terms: what could go on with a retry is
+/// Unavailable.
+impl From<lambda_postgres::Error> for Error {
+    fn from(err: lambda_postgres::Error) -> Self {
+        use lambda_postgres::Error as Pg;
+        match err {
+            Pg::Connect(err) if err.lasting => Error::internal(err.message),
+            Pg::Connect(err) => Error::unavailable(err.message),
+            Pg::TimedOut(limit) => Error::unavailable(format!(
+                "the database did not answer within {} ms",
+                limit.as_millis()
+            )),
+            Pg::Db { err, what } => from_db(err, what),
+            Pg::RowCount { found, what } => Error::internal(format!(
+                "the database returned {found} rows for {what} where one was expected"
+            )),
+            Pg::Column { column, what } => Error::internal(format!(
+                "a stored {what} could not be read (column {column}); was it written by other \
+                 software?"
+            )),
+            Pg::MigrationsOutOfTime { cause, limit } => {
+                let what = match cause {
+                    OutOfTime::Lock => {
+                        "a lock they need is held by another session (a long transaction, or \
+                         another migration)"
+                    }
+                    OutOfTime::Statement => "a statement ran too long (a large table)",
+                };
+                Error::unavailable(format!(
+                    "the migrations did not finish within {:.0} s and were rolled back, nothing \
+                     applied: {what}. Retry later, or run them from a machine that reaches the \
+                     database with `DATABASE_URL=... cargo run --release -p storage -- migrate` \
+                     (README, \"Database and migrations\"), which waits up to a day",
+                    limit.as_secs_f64()
+                ))
+            }
+        }
+    }
 }

@@ -168,20 +168,6 @@ pub fn json_type(value: &serde_json::Value) -> &'static str {
     }
 }
 
-/// %-encodes every byte but the unreserved ones (letters, digits, `-_.~`), as SigV4 and URL
-/// user names and passwords need.
-pub fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
 /// Decodes %-escapes (URL paths, query values); `None` when malformed or not UTF-8.
 pub fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
@@ -294,17 +280,6 @@ mod tests {
         ] {
             assert_eq!(json_type(&value), name);
         }
-    }
-
-    #[test]
-    fn percent_encode_keeps_only_unreserved_bytes_and_round_trips() {
-        assert_eq!(percent_encode("a-Z_0.~"), "a-Z_0.~");
-        assert_eq!(
-            percent_encode("p@ss:w/rd é+="),
-            "p%40ss%3Aw%2Frd%20%C3%A9%2B%3D"
-        );
-        let text = "x%y?z#&=é";
-        assert_eq!(percent_decode(&percent_encode(text)).as_deref(), Some(text));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! LTI 1.3 storage over PostgreSQL for AWS Lambda: configuration, the container's database
-//! connection and caches, the storage operations, migrations and the expiry cleanup.
+//! connection (`lambda_postgres`, logged in by `lambda_postgres_login`) and caches, the
+//! storage operations, migrations and the expiry cleanup.
 
 pub mod access;
 mod cache;
@@ -11,13 +12,11 @@ pub mod error;
 pub mod http;
 pub mod input;
 mod logging;
-mod login;
 pub mod metrics;
 pub mod migrate;
 pub mod model;
 pub mod request;
 pub mod storage;
-mod tls;
 
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};

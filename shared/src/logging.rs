@@ -20,7 +20,7 @@ pub fn init(level: LevelFilter) {
         .init();
 }
 
-/// `level` for the storage's own lines (the functions' metrics line is written whatever the
+/// `level` for the storage's own lines and its connection's and login's (the functions' metrics line is written whatever the
 /// level). Dependencies never log below warnings, whatever `level` says: the runtime crate logs
 /// every raw event at trace (nonces, sessions, client data). The runtime's line for a failed
 /// invocation repeats the function's own one.
@@ -28,6 +28,8 @@ fn filter(level: LevelFilter) -> Targets {
     Targets::new()
         .with_default(level.min(LevelFilter::WARN))
         .with_target("lti_storage", level)
+        .with_target("lambda_postgres", level)
+        .with_target("lambda_postgres_login", level)
         .with_target("lambda_runtime::layers::panic", LevelFilter::OFF)
 }
 
@@ -40,6 +42,8 @@ mod tests {
     fn dependencies_never_log_below_warnings_and_the_runtime_never_repeats_an_error() {
         let verbose = filter(LevelFilter::TRACE);
         assert!(verbose.would_enable("lti_storage::db", &Level::TRACE));
+        assert!(verbose.would_enable("lambda_postgres::database", &Level::INFO));
+        assert!(verbose.would_enable("lambda_postgres_login::login", &Level::INFO));
         assert!(!verbose.would_enable("lambda_runtime::layers::api_response", &Level::TRACE));
         assert!(!verbose.would_enable("tokio_postgres::query", &Level::DEBUG));
         assert!(verbose.would_enable("lambda_runtime::layers::api_client", &Level::ERROR));

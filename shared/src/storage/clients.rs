@@ -17,12 +17,13 @@ use uuid::Uuid;
 
 use super::Storage;
 use crate::cache::{Footprint, Generation};
-use crate::db::{column, lock};
+use crate::db::column;
 use crate::error::{Error, ErrorKind, Result};
 use crate::input;
 use crate::model::{
     Client, ClientUpdate, Deployment, DeploymentUpdate, LaunchConfig, NewClient, NewDeployment,
 };
+use lambda_postgres::lock;
 
 /// The deployment a platform falls back to when the launched one is not registered.
 const DEFAULT_DEPLOYMENT: &str = "default";
@@ -151,7 +152,7 @@ impl Storage {
 
     /// Forgets the launch configs of the (iss, clientId) in `row`'s columns `iss` and
     /// `client_id`; all of them when the row cannot be read (the write itself happened).
-    fn forget_launch_configs_in(&self, row: &Row, iss: &str, client_id: &str) {
+    fn forget_launch_configs_in(&self, row: &Row, iss: &'static str, client_id: &'static str) {
         match (
             column::<&str>(row, iss, "client"),
             column::<&str>(row, client_id, "client"),

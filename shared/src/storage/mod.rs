@@ -42,7 +42,7 @@ impl Storage {
     /// Builds the storage; connects to nothing until the first call that needs the database.
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
         Ok(Storage {
-            db: Database::new(config)?,
+            db: crate::db::database(config)?,
             launch_configs: TtlCache::new(
                 config.launch_config_cache.capacity,
                 config.launch_config_cache.bytes,

@@ -1,33 +1,20 @@
-//! How a new database connection logs in: with DATABASE_URL's password, with a secret read
-//! from Secrets Manager at run time (so a rotation needs no deploy), or with an RDS IAM auth
-//! token signed for that connection. Neither the secret's value nor a token is ever logged
-//! or put in an error message.
+//! Login with a Secrets Manager secret, read when the first connection opens and again when
+//! the database refuses its password (it was rotated): its value (a URL, or the JSON RDS
+//! writes) completed by DATABASE_URL. The value is never logged or put in a message.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use tokio::time::{timeout_at, Instant};
-use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{CancelToken, Client, Connection, Socket};
 
-use crate::config::{Config, ConfigError, DatabaseConfig, DatabaseLogin};
-use crate::db::{connect_error, lock};
-use crate::error::Error;
-use crate::input::percent_encode;
-use crate::tls::{Connector, Guarded};
+use crate::config::{percent_encode, DatabaseConfig};
+use crate::login::{by_deadline, connect_error, Opened};
+use crate::tls::Connector;
 use lambda_aws::{self as aws, AwsAccess, Endpoint, SecretError};
+use lambda_postgres::{lock, ConnectError};
 
-type Opened = (Client, Connection<Socket, Guarded>);
-
-pub(crate) enum Login {
-    Url(Connector),
-    Secret(SecretLogin),
-    Iam(IamLogin),
-}
-
-pub(crate) struct SecretLogin {
+pub struct SecretLogin {
     id: String,
     access: AwsAccess,
     endpoint: Endpoint,
@@ -37,132 +24,32 @@ pub(crate) struct SecretLogin {
     current: Mutex<Option<Arc<Connector>>>,
 }
 
-pub(crate) struct IamLogin {
-    connector: Connector,
-    access: AwsAccess,
-    host: String,
-    port: u16,
-    user: String,
-}
-
-impl Login {
-    /// Checks what can be checked before the first connection (TLS set-up, URL).
-    pub(crate) fn new(config: &Config) -> Result<Login, ConfigError> {
-        Ok(match &config.login {
-            DatabaseLogin::Url => Login::Url(Connector::new(&config.database)?),
-            DatabaseLogin::Secret {
-                id,
-                access,
-                endpoint,
-            } => Login::Secret(SecretLogin {
-                id: id.clone(),
-                access: access.clone(),
-                endpoint: endpoint.clone(),
-                base: config.database.clone(),
-                current: Mutex::new(None),
-            }),
-            DatabaseLogin::Iam { access } => {
-                let postgres = &config.database.postgres;
-                // The configuration checked there is one TCP host and a user.
-                let host = match postgres.get_hosts() {
-                    [Host::Tcp(host)] => host.clone(),
-                    _ => unreachable_config("one TCP host")?,
-                };
-                let user = match postgres.get_user() {
-                    Some(user) => user.to_owned(),
-                    None => unreachable_config("a user")?,
-                };
-                Login::Iam(IamLogin {
-                    connector: Connector::new(&config.database)?,
-                    access: access.clone(),
-                    host,
-                    port: postgres.get_ports().first().copied().unwrap_or(5432),
-                    user,
-                })
-            }
-        })
-    }
-
-    /// Asks the server to cancel what the connection of `token` is running, over a connection
-    /// made as this login makes them (a cancel request carries no password).
-    pub(crate) async fn cancel(&self, token: &CancelToken) -> Result<(), tokio_postgres::Error> {
-        let current;
-        let connector = match self {
-            Login::Url(connector) => connector,
-            Login::Iam(iam) => &iam.connector,
-            Login::Secret(secret) => {
-                // A connection to cancel was made with the connector last read.
-                current = lock(&secret.current).clone();
-                match &current {
-                    Some(connector) => connector,
-                    None => return Ok(()),
-                }
-            }
-        };
-        connector.cancel(token).await
-    }
-
-    /// A new connection, logged in, within `limit` (reading the secret included).
-    pub(crate) async fn connect(&self, limit: Duration) -> Result<Opened, Error> {
-        let deadline = Instant::now() + limit;
-        match self {
-            Login::Url(connector) => by_deadline(deadline, limit, connector.connect())
-                .await?
-                .map_err(|err| connect_error(err, "DATABASE_URL")),
-            Login::Secret(secret) => secret.connect(deadline, limit).await,
-            Login::Iam(iam) => {
-                let credentials = timeout_at(deadline, iam.access.credentials.current())
-                    .await
-                    .map_err(|_| {
-                        Error::unavailable(format!(
-                            "could not get the function's AWS credentials within {} ms",
-                            limit.as_millis()
-                        ))
-                    })?
-                    .map_err(|err| Error::unavailable(err.to_string()))?;
-                let token = aws::rds_auth_token(
-                    &credentials,
-                    &iam.access.region,
-                    &iam.host,
-                    iam.port,
-                    &iam.user,
-                    OffsetDateTime::now_utc(),
-                );
-                let login = "an IAM auth token (DATABASE_IAM_AUTH=true): the function's role \
-                             needs rds-db:connect on this database user, and the user the rds_iam \
-                             role";
-                by_deadline(deadline, limit, iam.connector.connect_with_password(&token))
-                    .await?
-                    .map_err(|err| connect_error(err, login))
-            }
+impl SecretLogin {
+    pub(crate) fn new(
+        id: &str,
+        access: &AwsAccess,
+        endpoint: &Endpoint,
+        base: &DatabaseConfig,
+    ) -> SecretLogin {
+        SecretLogin {
+            id: id.to_owned(),
+            access: access.clone(),
+            endpoint: endpoint.clone(),
+            base: base.clone(),
+            current: Mutex::new(None),
         }
     }
-}
 
-/// The outcome of `connecting`, or the time limit's error when `deadline` comes first.
-async fn by_deadline(
-    deadline: Instant,
-    limit: Duration,
-    connecting: impl std::future::Future<Output = Result<Opened, tokio_postgres::Error>>,
-) -> Result<Result<Opened, tokio_postgres::Error>, Error> {
-    timeout_at(deadline, connecting).await.map_err(|_| {
-        Error::unavailable(format!(
-            "could not connect to the database within {} ms",
-            limit.as_millis()
-        ))
-    })
-}
+    /// The connector built from the value last read, which made the open connections.
+    pub(crate) fn last_read(&self) -> Option<Arc<Connector>> {
+        lock(&self.current).clone()
+    }
 
-/// What `Config` has already refused, as an error rather than a panic.
-fn unreachable_config<T>(what: &str) -> Result<T, ConfigError> {
-    Err(ConfigError {
-        variable: "DATABASE_URL",
-        problem: format!("must name {what} with DATABASE_IAM_AUTH=true"),
-    })
-}
-
-impl SecretLogin {
-    async fn connect(&self, deadline: Instant, limit: Duration) -> Result<Opened, Error> {
+    pub(crate) async fn connect(
+        &self,
+        deadline: Instant,
+        limit: Duration,
+    ) -> Result<Opened, ConnectError> {
         let cached = lock(&self.current).clone();
         let fresh = cached.is_none();
         let connector = match cached {
@@ -188,7 +75,11 @@ impl SecretLogin {
 
     /// Reads the secret and builds the connector its value describes, kept for the
     /// connections after this one.
-    async fn read(&self, deadline: Instant, limit: Duration) -> Result<Arc<Connector>, Error> {
+    async fn read(
+        &self,
+        deadline: Instant,
+        limit: Duration,
+    ) -> Result<Arc<Connector>, ConnectError> {
         let started = Instant::now();
         let id = &self.id;
         let value = timeout_at(
@@ -197,7 +88,7 @@ impl SecretLogin {
         )
         .await
         .map_err(|_| {
-            Error::unavailable(format!(
+            ConnectError::transient(format!(
                 "could not read the database secret {id} from Secrets Manager ({}) within {} ms \
                  (in a VPC, the function needs a Secrets Manager VPC endpoint or a NAT gateway)",
                 self.endpoint,
@@ -205,10 +96,11 @@ impl SecretLogin {
             ))
         })?
         .map_err(|err| self.secret_error(err))?;
-        let config = merge(&value, &self.base)
-            .map_err(|problem| Error::internal(format!("the database secret {id} {problem}")))?;
+        let config = merge(&value, &self.base).map_err(|problem| {
+            ConnectError::lasting(format!("the database secret {id} {problem}"))
+        })?;
         let connector = Connector::new(&config).map_err(|err| {
-            Error::internal(format!(
+            ConnectError::lasting(format!(
                 "the database secret {id} gives a connection that cannot be set up: {}",
                 err.problem
             ))
@@ -223,17 +115,17 @@ impl SecretLogin {
         Ok(connector)
     }
 
-    fn secret_error(&self, err: SecretError) -> Error {
+    fn secret_error(&self, err: SecretError) -> ConnectError {
         let id = &self.id;
         match err {
-            SecretError::Transport(err) => Error::unavailable(format!(
+            SecretError::Transport(err) => ConnectError::transient(format!(
                 "could not read the database secret {id} from Secrets Manager ({}): {err}",
                 self.endpoint
             )),
             SecretError::Credentials(err) => {
-                Error::unavailable(format!("could not read the database secret {id}: {err}"))
+                ConnectError::transient(format!("could not read the database secret {id}: {err}"))
             }
-            SecretError::NoString => Error::internal(format!(
+            SecretError::NoString => ConnectError::lasting(format!(
                 "the database secret {id} has no SecretString (a binary secret?); store the \
                  connection URL or the JSON of an RDS secret as text"
             )),
@@ -254,13 +146,13 @@ impl SecretLogin {
                          function's role needs kms:Decrypt on the secret's KMS key"
                     ),
                     "ThrottlingException" | "InternalServiceError" => {
-                        return Error::unavailable(format!(
+                        return ConnectError::transient(format!(
                             "Secrets Manager answered {kind} reading the database secret {id}; \
                              retry"
                         ))
                     }
                     _ if status >= 500 => {
-                        return Error::unavailable(format!(
+                        return ConnectError::transient(format!(
                             "Secrets Manager answered HTTP {status} reading the database secret \
                              {id}; retry"
                         ))
@@ -273,7 +165,7 @@ impl SecretLogin {
                          (HTTP {status})"
                     ),
                 };
-                Error::internal(message)
+                ConnectError::lasting(message)
             }
         }
     }
@@ -497,6 +389,8 @@ fn merge(value: &str, base: &DatabaseConfig) -> Result<DatabaseConfig, String> {
 
 #[cfg(test)]
 mod tests {
+    use tokio_postgres::config::Host;
+
     use super::*;
     use crate::config::SslMode;
 
