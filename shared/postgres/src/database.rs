@@ -99,34 +99,22 @@ impl<C: Connect> Database<C> {
         Q: Future<Output = Result<T, E>>,
         E: Into<QueryError>,
     {
-        self.run_attempts(what, |connection, _| query(connection))
+        self.run_recognising(what, |connection, _| query(connection))
             .await
     }
 
     /// `run` for a write that a blind repeat would answer wrongly (an insert whose key must
-    /// be new, consuming a one-time token), but whose repeat can recognise its own earlier attempt: it is repeated once
-    /// on a fresh connection, and `query` is told by `is_repeat` that the first attempt may
-    /// have been applied before its answer was lost.
-    pub async fn run_recognising<T, E, Q>(
-        &self,
-        what: &'static str,
-        query: impl Fn(Arc<Connection>, bool) -> Q,
-    ) -> Result<T, Error>
-    where
-        Q: Future<Output = Result<T, E>>,
-        E: Into<QueryError>,
-    {
-        self.run_attempts(what, query).await
-    }
-
-    /// Runs `query` up to twice, each on a connection found alive, the second only after the
-    /// first one's connection failed or went silent.
+    /// be new, consuming a one-time token), but whose repeat can recognise its own earlier
+    /// attempt: `query` is told by `is_repeat` that the first attempt may have been applied
+    /// before its answer was lost.
     ///
-    /// Calls in flight at once share the connection, which PostgreSQL runs one statement at a
-    /// time: a call stuck past its time limit (waiting for a row lock, say) holds up those
-    /// sent after it. Its statement is therefore cancelled, so the others go on, and the
-    /// connection is kept, unless nothing at all comes back on it (see `Database::answer`).
-    async fn run_attempts<T, E, Q>(
+    /// Either way `query` runs up to twice, each time on a connection found alive, the second
+    /// only after the first one's connection failed or went silent. Calls in flight at once
+    /// share the connection, which PostgreSQL runs one statement at a time: a call stuck past
+    /// its time limit (waiting for a row lock, say) holds up those sent after it. Its statement
+    /// is therefore cancelled, so the others go on, and the connection is kept, unless nothing
+    /// at all comes back on it (see `Database::answer`).
+    pub async fn run_recognising<T, E, Q>(
         &self,
         what: &'static str,
         query: impl Fn(Arc<Connection>, bool) -> Q,
