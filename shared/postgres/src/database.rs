@@ -344,11 +344,6 @@ pub struct Connection {
 pub type Params<'a> = [(&'a (dyn ToSql + Sync), Type)];
 
 impl Connection {
-    /// The client itself, for work beyond single statements (migrations).
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// Runs `sql`: one round trip. With prepared statements on, the first run of a statement
     /// on this connection prepares it (one round trip more); every later run skips
     /// PostgreSQL's parsing and planning, which cost more than the round trip itself on a
