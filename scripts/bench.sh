@@ -2,7 +2,7 @@
 # The benchmark (README "Benchmarks"): prints tables of figures, each with its target and
 # whether it holds; it asserts no times. Usage: scripts/bench.sh
 # Builds the release functions and the arm64 Lambda bootstraps, then runs
-# shared/benches/operations.rs and shared/benches/lambda.rs against a throwaway PostgreSQL
+# shared/lambda/benches/operations.rs and shared/lambda/benches/lambda.rs against a throwaway PostgreSQL
 # (a DATABASE_URL in your environment is ignored: the benchmark writes a million rows).
 # About 6 to 12 minutes on 2 cores, most of it compiling.
 set -euo pipefail
@@ -23,7 +23,7 @@ echo "load average (1, 5, 15 min) before building: $(cut -d ' ' -f 1-3 /proc/loa
 echo
 echo "== Building (release functions, benchmarks, arm64 bootstraps)"
 cargo build --release -q -p storage -p cleanup
-cargo bench -q -p lti-storage --bench operations --bench lambda --no-run
+cargo bench -q -p lti-storage-lambda --bench operations --bench lambda --no-run
 cargo lambda build --release --arm64 -q
 
 echo
@@ -44,9 +44,9 @@ if command -v taskset >/dev/null; then pin=(taskset -c 0) where="together on CPU
 echo
 echo "== Operation latency (in-process: Request::from_payload + Storage::handle)"
 echo "The benchmark and its PostgreSQL run $where."
-"${pin[@]}" scripts/with-postgres.sh cargo bench -q -p lti-storage --bench operations
+"${pin[@]}" scripts/with-postgres.sh cargo bench -q -p lti-storage-lambda --bench operations
 echo
 echo "== The functions under a Lambda Runtime API emulator (release binaries, any CPU)"
-scripts/with-postgres.sh cargo bench -q -p lti-storage --bench lambda
+scripts/with-postgres.sh cargo bench -q -p lti-storage-lambda --bench lambda
 echo "load average (1, 5, 15 min) at the end: $(cut -d ' ' -f 1-3 /proc/loadavg)"
 echo "bench.sh: done in ${SECONDS}s"

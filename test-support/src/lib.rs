@@ -13,11 +13,11 @@ pub mod response_endpoint;
 use std::net::TcpListener;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use lti_storage::config::ConfigError;
 use lti_storage::input::Timestamp;
 use lti_storage::metrics::Tally;
 use lti_storage::model::NewClient;
-use lti_storage::{Config, Error, Request, Storage};
+use lti_storage::{Error, Request};
+use lti_storage_lambda::{Config, ConfigError, Storage};
 use serde_json::{json, Value};
 use tokio_postgres::NoTls;
 
@@ -156,7 +156,7 @@ pub fn config_at(url: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError
 /// A storage instance connecting to `url`, with `vars` set.
 pub fn storage_at(url: &str, vars: &[(&str, &str)]) -> Storage {
     let config = config_at(url, vars).expect("test configuration is valid");
-    Storage::new(&config).expect("storage builds")
+    lti_storage_lambda::storage(&config).expect("storage builds")
 }
 
 pub async fn connect(url: &str) -> tokio_postgres::Client {

@@ -7,10 +7,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use lti_storage::cleanup::cleanup;
-use lti_storage::config::ConfigError;
-use lti_storage::custom_resource;
-use lti_storage::metrics::{Dimensions, Emitter, Line, Metric};
-use lti_storage::{Error, Storage};
+use lti_storage::Error;
+use lti_storage_lambda::emf::{Dimensions, Emitter, Line, Metric};
+use lti_storage_lambda::{custom_resource, diagnostic, ConfigError, Storage};
 use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
@@ -18,7 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // A configuration error is every invocation's answer rather than a stop at init: stopped,
     // the function could not tell CloudFormation why a deploy's migrations failed, and the
     // deploy would wait for its timeout.
-    let storage = lti_storage::try_init_from_env();
+    let storage = lti_storage_lambda::try_init_from_env();
     if let Err(err) = &storage {
         eprintln!("{err}");
     }
@@ -91,7 +90,7 @@ impl Run<'_> {
             }
             Err(err) => {
                 self.emit("cleanup", &[duration], Some(&err));
-                Err(err.into())
+                Err(diagnostic(err))
             }
         }
     }
@@ -117,7 +116,7 @@ impl Run<'_> {
             }
             Err(err) => {
                 self.emit("deploy", &[duration], Some(&err));
-                Err(err.into())
+                Err(diagnostic(err))
             }
         }
     }

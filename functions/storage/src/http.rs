@@ -6,8 +6,9 @@ use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::header::{HeaderValue, CONTENT_TYPE};
 use base64::Engine;
 use lti_storage::access::Surface;
-use lti_storage::http::{parse_query, route, Response};
-use lti_storage::{Error, Storage};
+use lti_storage::Error;
+use lti_storage_lambda::http::{parse_query, route, Response};
+use lti_storage_lambda::Storage;
 use serde_json::Value;
 
 /// Whether a payload is an HTTP event rather than a direct invocation.

@@ -10,8 +10,10 @@ use std::time::Instant;
 use lambda_runtime::layers::TracingLayer;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent, Runtime};
 use lti_storage::access::Surface;
-use lti_storage::metrics::{Dimensions, Emitter, Line, Metric, Tally};
-use lti_storage::{Error, Request, Storage};
+use lti_storage::metrics::Tally;
+use lti_storage::{Error, Request};
+use lti_storage_lambda::emf::{Dimensions, Emitter, Line, Metric};
+use lti_storage_lambda::{diagnostic, Storage};
 use payload::{Gate, Payload};
 use serde_json::Value;
 
@@ -30,7 +32,7 @@ fn main() -> Result<(), lambda_runtime::Error> {
 }
 
 async fn serve() -> Result<(), lambda_runtime::Error> {
-    let storage = lti_storage::init_from_env();
+    let storage = lti_storage_lambda::init_from_env();
 
     if std::env::args().nth(1).as_deref() == Some("migrate") {
         // No time limit worth having for a one-off command: a day.
@@ -77,7 +79,7 @@ async fn handle(
         Ok(payload) => payload,
         Err(err) => {
             invocation.finish("invalid", Some(&err), &[]);
-            return Err(err.into());
+            return Err(diagnostic(err));
         }
     };
     if http::is_http_event(&payload) {
@@ -94,7 +96,7 @@ async fn handle(
         Err(err) => ("invalid", Err(err)),
     };
     invocation.finish(op, result.as_ref().err(), &[]);
-    result.map_err(Into::into)
+    result.map_err(diagnostic)
 }
 
 /// An invocation under way, and when it started.

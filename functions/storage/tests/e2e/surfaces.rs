@@ -2,7 +2,7 @@
 //! the function the invoked ARN "function-arn" whatever the Invoke API call named (the function
 //! alone, or a `Qualifier`), so locally no invocation names the admin alias and only
 //! ADMIN_ON_ANY_QUALIFIER=true (as scripts/run-local.sh and the other tests set it) opens the
-//! admin ops. The ARNs Lambda gives are checked in shared/tests/integration/surfaces.rs.
+//! admin ops. The ARNs Lambda gives are checked in shared/lambda/tests/integration/surfaces.rs.
 
 use serde_json::{json, Value};
 use uuid::Uuid;

@@ -1,0 +1,730 @@
+//! The functions as Lambda runs them: the release `storage` and `cleanup` binaries, started
+//! as processes under a minimal Lambda Runtime API emulator, against PostgreSQL through a
+//! relay that notes when the first database byte came. Measures cold start, memory under a
+//! sustained mixed load, the cleanup of a large backlog, and connections under load: one
+//! process running many invocations at once (Lambda Managed Instances), many single-call
+//! processes directly and through PgBouncer, and a storm of cold starts.
+//!
+//! Run by `scripts/bench.sh` (which builds the binaries and starts a throwaway PostgreSQL);
+//! by hand: `cargo build --release -p storage -p cleanup`, then
+//! `TEST_DATABASE_URL=postgres://... cargo bench -p lti-storage-lambda --bench lambda` (add `-- load`
+//! for the connection figures alone). Everything happens in a schema of its own, dropped at
+//! the end, and in clusters of its own for the connection limits.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use test_support::moto::Moto;
+use test_support::proxy::Proxy;
+use test_support::{epoch_ms_in, session_data, TestDb};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use uuid::Uuid;
+
+#[path = "lambda/load.rs"]
+mod load;
+
+const COLD_STARTS: usize = 20;
+const MIXED_INVOCATIONS: usize = 100_000;
+const RSS_SAMPLES_AT: [usize; 3] = [10_000, 50_000, 100_000];
+const EXPIRED_NONCES: u64 = 1_000_000;
+const EXPIRED_SESSIONS: u64 = 100_000;
+/// Targets: peak RSS of the storage function under the mixed load...
+const RSS_TARGET_MIB: f64 = 24.0;
+/// ...and how far memory may move: over the load once the caches are full, and between a
+/// cleanup of a large backlog and one of empty tables.
+const FLAT_MIB: f64 = 1.0;
+/// How far above its RSS after a first call the storage function may go while refusing a
+/// 6 MB payload.
+const OVERSIZED_MARGIN_MIB: f64 = 32.0;
+
+fn main() {
+    let url = std::env::var("TEST_DATABASE_URL").expect(
+        "TEST_DATABASE_URL must name a PostgreSQL server the benchmark may write to \
+         (scripts/bench.sh starts a throwaway one)",
+    );
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(run(&url));
+}
+
+async fn run(url: &str) {
+    // target/release/deps/lambda-HASH -> target/release, where the functions were built.
+    let exe = std::env::current_exe().expect("the benchmark's path");
+    let bin = exe.ancestors().nth(2).expect("target/release").to_owned();
+    let (storage, cleanup) = (bin.join("storage"), bin.join("cleanup"));
+    assert!(
+        storage.exists() && cleanup.exists(),
+        "{} has no storage/cleanup binaries: run `cargo build --release -p storage -p cleanup` \
+         first (scripts/bench.sh does)",
+        bin.display()
+    );
+
+    let db = fixture(&storage, url).await;
+    let sql = db.sql().await;
+    if std::env::args().any(|arg| arg == "payload") {
+        oversized_payload(&storage, &db.url).await;
+        drop(sql);
+        db.remove().await;
+        return;
+    }
+    if !std::env::args().any(|arg| arg == "load") {
+        cold_start(&storage, &db.url, None).await;
+        // The same with the login read from Secrets Manager (moto's, on 127.0.0.1).
+        let moto = Moto::start();
+        let arn = moto.create_secret("lti-storage/bench", &db.url);
+        cold_start(&storage, &db.url, Some((&moto, &arn))).await;
+        drop(moto);
+        mixed_load(&storage, &db.url).await;
+        oversized_payload(&storage, &db.url).await;
+        cleanup_backlog(&cleanup, &db.url, &sql).await;
+    }
+    load::in_one_process(&storage, &db).await;
+    load::classic_processes(&storage).await;
+    load::cold_start_storm(&storage).await;
+
+    drop(sql);
+    db.remove().await;
+}
+
+/// A schema of its own on the server at `url`, migrated by the release binary, with one
+/// platform whose deployments are `default` and `hot-0` to `hot-19`.
+async fn fixture(storage: &Path, url: &str) -> TestDb {
+    let db = TestDb::empty_on(url).await;
+    let migrated = Command::new(storage)
+        .arg("migrate")
+        .env("DATABASE_URL", &db.url)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run storage migrate");
+    assert!(migrated.success(), "storage migrate failed");
+    db.sql()
+        .await
+        .batch_execute(
+            "WITH c AS (
+                 INSERT INTO clients (name, iss, client_id, auth_url, token_url, jwks_url)
+                 VALUES ('Canvas', 'https://canvas.example.com', 'bench',
+                         'https://canvas.example.com/api/lti/authorize_redirect',
+                         'https://canvas.example.com/login/oauth2/token',
+                         'https://canvas.example.com/api/lti/security/jwks')
+                 RETURNING id)
+             INSERT INTO deployments (client_id, deployment_id)
+             SELECT c.id, d FROM c, unnest(array['default'] || array(
+                 SELECT 'hot-' || g FROM generate_series(0, 19) g)) d",
+        )
+        .await
+        .expect("fixture rows");
+    db
+}
+
+/// Cold starts of `storage`; with `secret`, its login is that secret of that moto server,
+/// which holds the whole URL: DATABASE_URL is then not set.
+async fn cold_start(storage: &Path, url: &str, secret: Option<(&Moto, &str)>) {
+    let launch = launch_config("hot-0");
+    let (mut to_poll, mut to_database, mut to_answer) = (histogram(), histogram(), histogram());
+    let mut peak_rss = 0.0f64;
+    for _ in 0..COLD_STARTS {
+        let api = RuntimeApi::start().await;
+        let proxy = Proxy::start(url).await;
+        // Queued before the process starts, as Lambda has the event when it starts one.
+        let reply = api.queue(&launch, Duration::from_secs(10));
+        let env = match secret {
+            None => vec![("DATABASE_URL", proxy.redirect(url))],
+            Some((moto, arn)) => {
+                moto.put_secret_value(arn, &proxy.redirect(url));
+                let mut env = moto.env(&moto.storage);
+                env.push(("DATABASE_SECRET_ARN", arn.to_owned()));
+                env
+            }
+        };
+        let started = Instant::now();
+        let function = Function::spawn(storage, "storage", &api, &env);
+        let answer = outcome(reply).await;
+        let answered = started.elapsed();
+        assert!(
+            answer.as_ref().is_ok_and(|config| !config.is_null()),
+            "getLaunchConfig: {answer:?}"
+        );
+        let since_start = |at: Option<Instant>| micros(at.expect("happened") - started);
+        to_poll
+            .record(since_start(api.first_poll()))
+            .expect("in range");
+        to_database
+            .record(since_start(proxy.first_byte()))
+            .expect("in range");
+        to_answer.record(micros(answered)).expect("in range");
+        peak_rss = peak_rss.max(function.memory_mib("VmHWM"));
+    }
+    let median = |h: &Histogram<u64>| h.value_at_quantile(0.5) as f64 / 1000.0;
+    let login = match secret {
+        None => "DATABASE_URL",
+        Some(_) => "DATABASE_SECRET_ARN: the secret read from moto's Secrets Manager on 127.0.0.1",
+    };
+    println!("Cold start ({login}): {COLD_STARTS} spawns of the release storage binary, each answering one getLaunchConfig (a cache miss: connect, then one query)");
+    println!("  {:<48} {:>9} {:>17}", "", "median", "min–max");
+    for (label, h) in [
+        ("spawn → first poll of the runtime API", &to_poll),
+        ("spawn → first byte sent to the database", &to_database),
+        ("spawn → answer received (the cold start)", &to_answer),
+    ] {
+        println!(
+            "  {label:<48} {:>6.2} ms {:>7.2}–{:.2} ms",
+            median(h),
+            h.min() as f64 / 1000.0,
+            h.max() as f64 / 1000.0
+        );
+    }
+    println!(
+        "  share of the cold start spent before the first database byte: {:.0} % (of medians)",
+        100.0 * median(&to_database) / median(&to_answer)
+    );
+    println!("  peak RSS after the first invocation: {peak_rss:.1} MiB (largest of the spawns)");
+    println!();
+}
+
+async fn mixed_load(storage: &Path, url: &str) {
+    let api = RuntimeApi::start().await;
+    let proxy = Proxy::start(url).await;
+    let function = Function::spawn(
+        storage,
+        "storage",
+        &api,
+        &[("DATABASE_URL", proxy.redirect(url))],
+    );
+    let sessions = Uuid::new_v4().as_u128();
+    let session_id = |n: usize| Uuid::from_u128(sessions.wrapping_add(n as u128));
+    let mut latencies = histogram();
+    // The same latencies by kind of call (`MIXED_KINDS`, indexed by `i % 10`).
+    let mut by_kind: Vec<Histogram<u64>> = MIXED_KINDS.iter().map(|_| histogram()).collect();
+    let mut rss = vec![(0, function.memory_mib("VmRSS"))];
+    let started = Instant::now();
+    for i in 0..MIXED_INVOCATIONS {
+        let cycle = i / 10;
+        // Per 10 calls: 4 launch-config hits on 20 hot keys, 1 miss on a key never asked
+        // before (the default deployment answers it), a nonce stored and consumed, a session
+        // stored and read back (a hit), and a session stored long ago read (evicted: a miss).
+        let payload = match i % 10 {
+            0..=3 => launch_config(&format!("hot-{}", i % 20)),
+            4 => launch_config(&format!("cold-{cycle}")),
+            5 => json!({"op": "storeNonce", "nonce": format!("mixed-{cycle}"),
+                        "expiresAt": epoch_ms_in(600)}),
+            6 => json!({"op": "validateNonce", "nonce": format!("mixed-{cycle}")}),
+            7 => {
+                let mut session = session_data();
+                session["id"] = json!(session_id(cycle));
+                json!({"op": "addSession", "session": session})
+            }
+            8 => json!({"op": "getSession", "sessionId": session_id(cycle)}),
+            _ => json!({"op": "getSession", "sessionId": session_id(cycle / 2)}),
+        };
+        let call = Instant::now();
+        let answer = api.invoke(&payload, Duration::from_secs(10)).await;
+        let took = micros(call.elapsed());
+        latencies.record(took).expect("in range");
+        by_kind[mixed_kind(i)].record(took).expect("in range");
+        let answer = answer.unwrap_or_else(|err| panic!("{payload}: {err}"));
+        assert!(
+            !(answer.is_null() || answer == false) || i % 10 == 5,
+            "{payload}: found nothing"
+        );
+        if RSS_SAMPLES_AT.contains(&(i + 1)) {
+            rss.push((i + 1, function.memory_mib("VmRSS")));
+        }
+    }
+    let elapsed = started.elapsed();
+    let peak = function.memory_mib("VmHWM");
+    let (_, full) = rss[1];
+    let (_, last) = rss[rss.len() - 1];
+
+    println!("Memory: one storage process under {MIXED_INVOCATIONS} invocations in a row (40 % launch-config hits, 10 % launch-config misses on {} distinct keys, 20 % storeNonce/validateNonce, 10 % addSession, 20 % getSession: half hits, half misses; caches at their default 1000 entries)", MIXED_INVOCATIONS / 10);
+    let samples: Vec<String> = rss
+        .iter()
+        .map(|(n, mib)| match n {
+            0 => format!("{mib:.1} MiB at start"),
+            n => format!("{mib:.1} MiB after {n}"),
+        })
+        .collect();
+    println!("  RSS: {}", samples.join(", "));
+    println!(
+        "  per invocation through the emulator: median {:.0} µs, p99 {:.0} µs; {:.0} invocations/s",
+        latencies.value_at_quantile(0.5),
+        latencies.value_at_quantile(0.99),
+        MIXED_INVOCATIONS as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  {:<40} {:>10} {:>8} {:>8}",
+        "by call", "calls", "median", "p99"
+    );
+    for (kind, h) in MIXED_KINDS.iter().zip(&by_kind) {
+        println!(
+            "  {kind:<40} {:>10} {:>5} µs {:>5} µs",
+            h.len(),
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99)
+        );
+    }
+    target(
+        &format!("peak RSS (VmHWM) ≤ {RSS_TARGET_MIB} MiB"),
+        format!("{peak:.1} MiB"),
+        peak <= RSS_TARGET_MIB,
+    );
+    target(
+        &format!("RSS flat: after 100k ≤ after 10k + {FLAT_MIB} MiB"),
+        format!("{:+.1} MiB", last - full),
+        last - full <= FLAT_MIB,
+    );
+    println!();
+}
+
+/// The storage function refusing a payload of 6 MB, the most Lambda passes on, whose session
+/// holds 3 million numbers: its peak RSS against its RSS after a first call.
+async fn oversized_payload(storage: &Path, url: &str) {
+    let api = RuntimeApi::start().await;
+    let function = Function::spawn(
+        storage,
+        "storage",
+        &api,
+        &[("DATABASE_URL", url.to_owned())],
+    );
+    api.invoke(&launch_config("hot-0"), Duration::from_secs(10))
+        .await
+        .expect("a first call");
+    let idle = function.memory_mib("VmRSS");
+    let session = json!({"id": Uuid::new_v4(), "numbers": vec![0u8; 3_000_000]});
+    let payload = json!({"op": "addSession", "session": session});
+    let bytes = payload.to_string().len();
+    let refused = api
+        .invoke(&payload, Duration::from_secs(30))
+        .await
+        .expect_err("a payload over the limit is refused");
+    assert_eq!(refused["errorType"], "InvalidInput", "{refused}");
+    let peak = function.memory_mib("VmHWM");
+    println!(
+        "Memory: one storage process refusing a {:.1} MB payload (addSession, a session of 3 million numbers)",
+        bytes as f64 / 1e6
+    );
+    println!("  RSS after a first call {idle:.1} MiB; peak (VmHWM) {peak:.1} MiB");
+    target(
+        &format!("peak ≤ RSS after a first call + {OVERSIZED_MARGIN_MIB} MiB"),
+        format!("{:+.1} MiB", peak - idle),
+        peak - idle <= OVERSIZED_MARGIN_MIB,
+    );
+    println!();
+}
+
+/// The kinds of call of the mixed load, each with its share of every 10 calls.
+const MIXED_KINDS: [&str; 7] = [
+    "getLaunchConfig, cache hit (4 in 10)",
+    "getLaunchConfig, cache miss (1 in 10)",
+    "storeNonce (1 in 10)",
+    "validateNonce (1 in 10)",
+    "addSession (1 in 10)",
+    "getSession, cache hit (1 in 10)",
+    "getSession, evicted: a miss (1 in 10)",
+];
+
+/// The index in `MIXED_KINDS` of the `i`th call of the mixed load.
+fn mixed_kind(i: usize) -> usize {
+    (i % 10).saturating_sub(3)
+}
+
+async fn cleanup_backlog(cleanup: &Path, url: &str, sql: &tokio_postgres::Client) {
+    let started = Instant::now();
+    sql.batch_execute(&format!(
+        "INSERT INTO nonces (nonce, expires_at)
+         SELECT 'expired-' || g, now() - interval '1 hour' FROM generate_series(1, {EXPIRED_NONCES}) g;
+         INSERT INTO sessions (id, data, expires_at)
+         SELECT gen_random_uuid(), '{{\"user\": \"someone\"}}', now() - interval '1 hour'
+         FROM generate_series(1, {EXPIRED_SESSIONS});
+         ANALYZE nonces, sessions"
+    ))
+    .await
+    .expect("insert the backlog");
+    println!(
+        "Cleanup: {EXPIRED_NONCES} expired nonces + {EXPIRED_SESSIONS} expired sessions (inserted in {:.1} s), deleted by the release cleanup binary",
+        started.elapsed().as_secs_f64()
+    );
+
+    let api = RuntimeApi::start().await;
+    let proxy = Proxy::start(url).await;
+    let function = Function::spawn(
+        cleanup,
+        "cleanup",
+        &api,
+        &[("DATABASE_URL", proxy.redirect(url))],
+    );
+    let short = Duration::from_secs(2);
+    let mut runs = Vec::new();
+    for (label, time_limit) in [
+        ("deadline 2 s away", short),
+        ("deadline 600 s away", Duration::from_secs(600)),
+    ] {
+        let started = Instant::now();
+        let counts = api
+            .invoke(&json!({}), time_limit)
+            .await
+            .expect("cleanup succeeds");
+        let took = started.elapsed();
+        let rows = deleted(&counts);
+        println!(
+            "  run {}, {label}: {rows} rows in {:.2} s = {:.0} rows/s ({} nonces, {} sessions, {} registration sessions)",
+            runs.len() + 1,
+            took.as_secs_f64(),
+            rows as f64 / took.as_secs_f64(),
+            counts["noncesDeleted"],
+            counts["sessionsDeleted"],
+            counts["registrationSessionsDeleted"]
+        );
+        runs.push((counts, took));
+    }
+    let backlog_peak = function.memory_mib("VmHWM");
+    drop(function);
+
+    let api = RuntimeApi::start().await;
+    let function = Function::spawn(
+        cleanup,
+        "cleanup",
+        &api,
+        &[("DATABASE_URL", proxy.redirect(url))],
+    );
+    let counts = api
+        .invoke(&json!({}), Duration::from_secs(600))
+        .await
+        .expect("cleanup succeeds");
+    assert_eq!(deleted(&counts), 0, "nothing left to delete: {counts}");
+    let empty_peak = function.memory_mib("VmHWM");
+
+    let field = |name: &str| -> u64 {
+        runs.iter()
+            .map(|(c, _)| c[name].as_u64().expect("a count"))
+            .sum()
+    };
+    let (first, first_took) = &runs[0];
+    let total_took: Duration = runs.iter().map(|(_, took)| *took).sum();
+    println!(
+        "  both runs: {:.0} rows/s; peak RSS {backlog_peak:.1} MiB (a run over empty tables: {empty_peak:.1} MiB)",
+        (EXPIRED_NONCES + EXPIRED_SESSIONS) as f64 / total_took.as_secs_f64()
+    );
+    target(
+        "run 1 stops before its deadline, with partial counts",
+        format!("{:.2} s, {} rows", first_took.as_secs_f64(), deleted(first)),
+        *first_took < short && deleted(first) < EXPIRED_NONCES + EXPIRED_SESSIONS,
+    );
+    target(
+        "the runs' counts add up to the backlog",
+        format!(
+            "{} nonces, {} sessions",
+            field("noncesDeleted"),
+            field("sessionsDeleted")
+        ),
+        field("noncesDeleted") == EXPIRED_NONCES && field("sessionsDeleted") == EXPIRED_SESSIONS,
+    );
+    target(
+        &format!("memory flat: peak ≤ empty-table peak + {FLAT_MIB} MiB"),
+        format!("{:+.1} MiB", backlog_peak - empty_peak),
+        backlog_peak - empty_peak <= FLAT_MIB,
+    );
+    println!();
+}
+
+fn target(label: &str, measured: String, holds: bool) {
+    println!(
+        "  target: {label:<52} {measured:<32} {}",
+        if holds { "yes" } else { "NO" }
+    );
+}
+
+fn deleted(counts: &Value) -> u64 {
+    [
+        "noncesDeleted",
+        "sessionsDeleted",
+        "registrationSessionsDeleted",
+    ]
+    .iter()
+    .map(|name| counts[name].as_u64().expect("a count"))
+    .sum()
+}
+
+/// A function process: a release binary with the environment Lambda gives it. Killed when
+/// dropped.
+struct Function(Child);
+
+impl Function {
+    /// `spawn` with DATABASE_URL and more variables.
+    fn spawn_with(
+        binary: &Path,
+        name: &str,
+        api: &RuntimeApi,
+        database_url: &str,
+        vars: &[(&str, &str)],
+    ) -> Function {
+        let mut env = vec![("DATABASE_URL", database_url.to_owned())];
+        env.extend(vars.iter().map(|(key, value)| (*key, value.to_string())));
+        Function::spawn(binary, name, api, &env)
+    }
+
+    /// Starts `binary` with Lambda's variables and `env` (the login).
+    fn spawn(binary: &Path, name: &str, api: &RuntimeApi, env: &[(&str, String)]) -> Function {
+        let child = Command::new(binary)
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", api.port))
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .envs(env.iter().map(|(name, value)| (name, value)))
+            .stdout(Stdio::null()) // its log lines
+            .spawn()
+            .unwrap_or_else(|err| panic!("start {}: {err}", binary.display()));
+        Function(child)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Whether the process is still running (it never exits by itself: an exit is a crash).
+    fn running(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+
+    /// A memory figure of /proc/PID/status (VmRSS: now, VmHWM: peak), in MiB.
+    fn memory_mib(&self, field: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
+            .expect("the function's /proc status");
+        let kib: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"));
+        kib / 1024.0
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What a function answered: its result, or its error body.
+type Outcome = Result<Value, Value>;
+
+struct Invocation {
+    id: String,
+    payload: String,
+    deadline_ms: u128,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// A minimal Lambda Runtime API: the HTTP/1.1 interface a function's runtime polls for
+/// invocations (`GET .../invocation/next`) and answers (`POST .../invocation/{id}/response`
+/// or `/error`). One per function process.
+struct RuntimeApi {
+    port: u16,
+    queue: mpsc::UnboundedSender<Invocation>,
+    shared: Arc<Shared>,
+    next_id: AtomicU64,
+    acceptor: JoinHandle<()>,
+}
+
+/// What the connections share: the queued invocations, those handed out and waiting for their
+/// answer, and when the first poll came.
+struct Shared {
+    queued: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
+    waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    first_poll: OnceLock<Instant>,
+}
+
+const API: &str = "/2018-06-01/runtime";
+
+impl RuntimeApi {
+    async fn start() -> RuntimeApi {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let (queue, queued) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            queued: tokio::sync::Mutex::new(queued),
+            waiting: Mutex::new(HashMap::new()),
+            first_poll: OnceLock::new(),
+        });
+        let acceptor = tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(serve(stream, shared.clone()));
+                }
+            }
+        });
+        RuntimeApi {
+            port,
+            queue,
+            shared,
+            next_id: AtomicU64::new(1),
+            acceptor,
+        }
+    }
+
+    /// Queues an invocation that must be answered within `time_limit`; the receiver gets
+    /// the answer.
+    fn queue(&self, payload: &Value, time_limit: Duration) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        let deadline = SystemTime::now() + time_limit;
+        let id = format!("bench-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        self.queue
+            .send(Invocation {
+                id,
+                payload: payload.to_string(),
+                deadline_ms: deadline
+                    .duration_since(UNIX_EPOCH)
+                    .expect("clock")
+                    .as_millis(),
+                reply,
+            })
+            .expect("the API is running");
+        Reply { answer, time_limit }
+    }
+
+    async fn invoke(&self, payload: &Value, time_limit: Duration) -> Outcome {
+        outcome(self.queue(payload, time_limit)).await
+    }
+
+    fn first_poll(&self) -> Option<Instant> {
+        self.shared.first_poll.get().copied()
+    }
+}
+
+impl Drop for RuntimeApi {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+    }
+}
+
+struct Reply {
+    answer: oneshot::Receiver<Outcome>,
+    time_limit: Duration,
+}
+
+async fn outcome(reply: Reply) -> Outcome {
+    timeout(reply.time_limit + Duration::from_secs(30), reply.answer)
+        .await
+        .expect("the function answers in time")
+        .expect("the function answers")
+}
+
+/// One keep-alive connection of the runtime.
+async fn serve(stream: TcpStream, shared: Arc<Shared>) {
+    stream.set_nodelay(true).expect("nodelay");
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
+    while let Some((method, path, body)) = read_request(&mut reader).await {
+        let response = if method == "GET" && path == format!("{API}/invocation/next") {
+            shared.first_poll.get_or_init(Instant::now);
+            // None: the benchmark is done with this function.
+            let Some(invocation) = shared.queued.lock().await.recv().await else {
+                return;
+            };
+            let headers = format!(
+                "Lambda-Runtime-Aws-Request-Id: {}\r\n\
+                 Lambda-Runtime-Deadline-Ms: {}\r\n\
+                 Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:bench\r\n\
+                 Lambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000;Sampled=0\r\n",
+                invocation.id, invocation.deadline_ms
+            );
+            let response = http_response("200 OK", &headers, &invocation.payload);
+            shared
+                .waiting
+                .lock()
+                .expect("lock")
+                .insert(invocation.id, invocation.reply);
+            response
+        } else if let Some((id, kind)) = path
+            .strip_prefix(&format!("{API}/invocation/"))
+            .and_then(|rest| rest.split_once('/'))
+            .filter(|_| method == "POST")
+        {
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let answer = if kind == "response" {
+                Ok(body)
+            } else {
+                Err(body)
+            };
+            if let Some(reply) = shared.waiting.lock().expect("lock").remove(id) {
+                let _ = reply.send(answer);
+            }
+            http_response("202 Accepted", "", r#"{"status":"OK"}"#)
+        } else if method == "POST" && path == format!("{API}/init/error") {
+            eprintln!(
+                "the function failed to start: {}",
+                String::from_utf8_lossy(&body)
+            );
+            http_response("202 Accepted", "", r#"{"status":"OK"}"#)
+        } else {
+            http_response("404 Not Found", "", "{}")
+        };
+        if writer.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one request: method, path, body (sized by Content-Length, which the runtime
+/// client always sends). None when the connection closes.
+async fn read_request(reader: &mut BufReader<OwnedReadHalf>) -> Option<(String, String, Vec<u8>)> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).await.ok()? == 0 {
+        return None;
+    }
+    let mut words = line.split_whitespace();
+    let (method, path) = (words.next()?.to_owned(), words.next()?.to_owned());
+    let mut length = 0;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        let Some((name, value)) = line.trim_end().split_once(':') else {
+            break; // the blank line that ends the headers
+        };
+        if name.eq_ignore_ascii_case("content-length") {
+            length = value.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).await.ok()?;
+    Some((method, path, body))
+}
+
+fn http_response(status: &str, headers: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+        body.len()
+    )
+}
+
+fn launch_config(deployment_id: &str) -> Value {
+    json!({"op": "getLaunchConfig", "iss": "https://canvas.example.com", "clientId": "bench",
+           "deploymentId": deployment_id})
+}
+
+/// Durations in microseconds, from 1 µs to 10 minutes.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram")
+}
+
+fn micros(duration: Duration) -> u64 {
+    duration.as_micros() as u64
+}

@@ -1,0 +1,605 @@
+//! Operation latency: every storage operation, in-process, through the path the storage
+//! function takes (`Request::from_payload`, then `Storage::handle`), on one warm connection.
+//! Each call is paired with a bare one-round-trip query (`SELECT $1`) on the same connection,
+//! interleaved call for call so that machine noise hits both alike; that bare query is the
+//! physical limit. PostgreSQL round trips are counted for real by a TCP proxy between the
+//! storage and the server. Two tables: on loopback, and with the proxy holding every byte
+//! 300 µs each way (a database across a VPC).
+//!
+//! Run by `scripts/bench.sh`; by hand, against a server it may write to:
+//! `TEST_DATABASE_URL=postgres://... cargo bench -p lti-storage-lambda --bench operations`.
+//! Everything happens in a schema of its own, dropped at the end.
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use lti_storage::request::{NoArgs, OPS};
+use lti_storage::Request;
+use lti_storage_lambda::Storage;
+use postgres_types::Type;
+use serde_json::{json, Value};
+use test_support::proxy::Proxy;
+use test_support::{
+    client_json, connect, epoch_ms_in, new_client, session_data, storage_at, TestDb,
+};
+
+/// A cache hit in the handler takes "a few microseconds": at most this.
+const CACHE_HIT_TARGET: Duration = Duration::from_micros(5);
+
+/// One table of figures: every operation with the database at a given distance.
+struct Table {
+    heading: &'static str,
+    /// Added each way by the proxy between the storage and PostgreSQL.
+    one_way_delay: Duration,
+    /// Calls per row, after the warm-up calls (which are not recorded).
+    iterations: usize,
+    warm_up: usize,
+    /// An uncached operation costs at most this many bare round trips.
+    ratio_target: f64,
+}
+
+const TABLES: [Table; 2] = [
+    Table {
+        heading: "on loopback",
+        one_way_delay: Duration::ZERO,
+        iterations: 2000,
+        warm_up: 200,
+        ratio_target: 1.2,
+    },
+    // What the storage adds to the network's cost when the database is across a VPC: the
+    // same server work, beside round trips of 600 µs or more.
+    Table {
+        heading: "with 300 µs added each way by the proxy (a database across a VPC)",
+        one_way_delay: Duration::from_micros(300),
+        iterations: 500,
+        warm_up: 50,
+        ratio_target: 1.1,
+    },
+];
+
+fn main() {
+    let url = std::env::var("TEST_DATABASE_URL").expect(
+        "TEST_DATABASE_URL must name a PostgreSQL server the benchmark may write to \
+         (scripts/bench.sh starts a throwaway one)",
+    );
+    // The storage function runs on a current-thread runtime; so do the benchmark and the
+    // proxy, which then adds no thread hand-off to a round trip on loopback, only its own
+    // work (a delay is kept on a thread of its own).
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(run(&url));
+}
+
+async fn run(url: &str) {
+    let version: String = connect(url)
+        .await
+        .query_one("SHOW server_version", &[])
+        .await
+        .expect("server version")
+        .get(0);
+    println!("PostgreSQL {version}");
+    println!(
+        "Data: 50 clients (listClients returns them all), 5 deployments on the one read; a \
+         fresh key or row per call wherever a repeat would hit the cache or find its row used \
+         up (deletes, validateNonce)."
+    );
+    println!(
+        "Round trips: Sync + Query messages the client sent, counted by a TCP proxy between \
+         the storage and PostgreSQL; every figure includes that relay (its cost is below)."
+    );
+    for table in &TABLES {
+        println!();
+        table.run(url).await;
+    }
+}
+
+impl Table {
+    /// Measures and prints the table, in a schema of its own.
+    async fn run(&self, url: &str) {
+        let db = TestDb::empty_on(url).await;
+        let proxy = Proxy::start_delayed(url, self.one_way_delay).await;
+        let storage = storage_at(&proxy.redirect(&db.url), &[]);
+        storage
+            .handle(Request::Migrate(NoArgs {}))
+            .await
+            .expect("migrations apply");
+        let direct = db.storage();
+        let sql = db.sql().await;
+        let fixture = Fixture::create(&sql).await;
+        println!(
+            "Every operation, {}: {} calls a row after {} warm-up calls, each paired with a bare \
+             SELECT $1 on the same connection (interleaved; \"bare\" is the median of those).",
+            self.heading, self.iterations, self.warm_up
+        );
+        println!(
+            "{:<32} {:>10} {:>10} {:>11} {:>9} {:>7}  {:<20} holds",
+            "operation", "median µs", "p99 µs", "round trips", "bare µs", "÷ bare", "target"
+        );
+        let mut all_bare = histogram();
+        let (mut quietest, mut noisiest) = (u64::MAX, 0);
+        let (mut rows, mut round_trips_held, mut timed, mut times_held) = (0, 0, 0, 0);
+        for op in OPS.iter().copied().filter(|op| *op != "migrate") {
+            for case in cases(op, &fixture, &sql, self.warm_up + self.iterations).await {
+                let measured = measure(&storage, &proxy, case, self.warm_up).await;
+                all_bare.add(&measured.bare).expect("same bounds");
+                let bare = measured.bare.value_at_quantile(0.5);
+                (quietest, noisiest) = (quietest.min(bare), noisiest.max(bare));
+                rows += 1;
+                let (round_trips_hold, time_holds) = measured.print(self.ratio_target);
+                round_trips_held += usize::from(round_trips_hold);
+                timed += usize::from(time_holds.is_some());
+                times_held += usize::from(time_holds == Some(true));
+            }
+        }
+        let (proxied, direct) = proxy_cost(&storage, &direct, self.warm_up, self.iterations).await;
+        println!();
+        for (label, latencies) in [
+            ("bare SELECT $1, all rows above", &all_bare),
+            ("bare SELECT $1, through the proxy", &proxied),
+            ("bare SELECT $1, without the proxy", &direct),
+        ] {
+            println!(
+                "{label:<34} median {:>6} µs  p99 {:>7} µs  ({} calls)",
+                micros(latencies.value_at_quantile(0.5)),
+                micros(latencies.value_at_quantile(0.99)),
+                latencies.len()
+            );
+        }
+        println!(
+            "machine noise: the bare round trip's median ranged {}–{} µs from row to row",
+            micros(quietest),
+            micros(noisiest)
+        );
+        println!(
+            "targets held: round trips in {round_trips_held} of {rows} rows, time (÷ bare or µs) \
+             in {times_held} of {timed}"
+        );
+
+        drop(sql);
+        db.remove().await;
+    }
+}
+
+/// What a call is expected to cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// One statement: exactly one round trip, at most `ratio_target` bare round trips.
+    Database,
+    /// Served from the container's cache: no round trip, a few microseconds.
+    CacheHit,
+    /// Nothing to do (saveLaunchConfig): no round trip.
+    NoOp,
+}
+
+/// One row of the table: the payloads to send, in order.
+struct Case {
+    label: String,
+    kind: Kind,
+    payloads: Vec<Value>,
+    /// Every call must find something (a result that is neither null nor false).
+    must_find: bool,
+}
+
+impl Case {
+    fn new(
+        label: &str,
+        kind: Kind,
+        must_find: bool,
+        calls: usize,
+        payload: impl Fn(usize) -> Value,
+    ) -> Case {
+        Case {
+            label: label.to_owned(),
+            kind,
+            payloads: (0..calls).map(payload).collect(),
+            must_find,
+        }
+    }
+}
+
+/// Rows every case can use: clients (the first with a few deployments).
+struct Fixture {
+    clients: Vec<String>,
+    deployments: Vec<String>,
+}
+
+impl Fixture {
+    async fn create(sql: &tokio_postgres::Client) -> Fixture {
+        let clients = ids(
+            sql,
+            "INSERT INTO clients (name, iss, client_id, auth_url, token_url, jwks_url)
+             SELECT 'LMS ' || g, 'https://lms-' || g || '.example.com', 'client-' || g,
+                    'https://lms.example.com/auth', 'https://lms.example.com/token',
+                    'https://lms.example.com/jwks'
+             FROM generate_series(1, 50) g RETURNING id",
+        )
+        .await;
+        let deployments = ids(
+            sql,
+            &format!(
+                "INSERT INTO deployments (client_id, deployment_id, name)
+                 SELECT '{}', 'deployment-' || g, 'Deployment ' || g
+                 FROM generate_series(1, 5) g RETURNING id",
+                clients[0]
+            ),
+        )
+        .await;
+        Fixture {
+            clients,
+            deployments,
+        }
+    }
+}
+
+/// The rows measured for `op`: the operation itself, uncached, on rows it can act on (fresh
+/// ones where a call uses its row up), and, for cached operations, a cache-hit row.
+/// `n` calls each.
+async fn cases(op: &str, fx: &Fixture, sql: &tokio_postgres::Client, n: usize) -> Vec<Case> {
+    use Kind::*;
+    let (client, deployment) = (&fx.clients[0], &fx.deployments[0]);
+    match op {
+        "listClients" => vec![Case::new(op, Database, false, n, |_| json!({"op": op}))],
+        "getClientById" => vec![Case::new(
+            op,
+            Database,
+            true,
+            n,
+            |_| json!({"op": op, "clientId": client}),
+        )],
+        "addClient" => vec![Case::new(
+            op,
+            Database,
+            true,
+            n,
+            |i| json!({"op": op, "client": client_json(&new_client("https://added.example.com", &format!("added-{i}")))}),
+        )],
+        "updateClient" => vec![Case::new(
+            op,
+            Database,
+            false,
+            n,
+            |i| json!({"op": op, "clientId": fx.clients[1], "client": {"name": format!("Renamed {i}")}}),
+        )],
+        "deleteClient" => {
+            // Each with a deployment, which goes too.
+            let doomed = ids(
+                sql,
+                &format!(
+                    "WITH c AS (
+                         INSERT INTO clients (name, iss, client_id, auth_url, token_url, jwks_url)
+                         SELECT 'Doomed', 'https://doomed.example.com', 'doomed-' || g, 'a', 't', 'j'
+                         FROM generate_series(1, {n}) g RETURNING id),
+                     d AS (INSERT INTO deployments (client_id, deployment_id)
+                           SELECT id, 'default' FROM c)
+                     SELECT id FROM c"
+                ),
+            )
+            .await;
+            vec![Case::new(
+                op,
+                Database,
+                false,
+                n,
+                |i| json!({"op": op, "clientId": doomed[i]}),
+            )]
+        }
+        "listDeployments" => vec![Case::new(
+            op,
+            Database,
+            false,
+            n,
+            |_| json!({"op": op, "clientId": client}),
+        )],
+        "getDeployment" => vec![Case::new(
+            op,
+            Database,
+            true,
+            n,
+            |_| json!({"op": op, "clientId": client, "deploymentId": deployment}),
+        )],
+        "addDeployment" => vec![Case::new(op, Database, true, n, |i| {
+            json!({"op": op, "clientId": fx.clients[2],
+                   "deployment": {"deploymentId": format!("added-{i}"), "name": "Added"}})
+        })],
+        "updateDeployment" => vec![Case::new(op, Database, false, n, |i| {
+            json!({"op": op, "clientId": client, "deploymentId": fx.deployments[1],
+                   "deployment": {"name": format!("Renamed {i}")}})
+        })],
+        "deleteDeployment" => {
+            let owner = &fx.clients[3];
+            let doomed = ids(
+                sql,
+                &format!(
+                    "INSERT INTO deployments (client_id, deployment_id)
+                     SELECT '{owner}', 'doomed-' || g FROM generate_series(1, {n}) g RETURNING id"
+                ),
+            )
+            .await;
+            vec![Case::new(
+                op,
+                Database,
+                false,
+                n,
+                |i| json!({"op": op, "clientId": owner, "deploymentId": doomed[i]}),
+            )]
+        }
+        "storeNonce" => {
+            let expires_at = epoch_ms_in(600);
+            vec![Case::new(
+                op,
+                Database,
+                false,
+                n,
+                |i| json!({"op": op, "nonce": format!("stored-{i}"), "expiresAt": expires_at}),
+            )]
+        }
+        "validateNonce" => {
+            sql.batch_execute(&format!(
+                "INSERT INTO nonces (nonce, expires_at)
+                 SELECT 'fresh-' || g, now() + interval '10 minutes' FROM generate_series(1, {n}) g"
+            ))
+            .await
+            .expect("store nonces");
+            vec![Case::new(
+                op,
+                Database,
+                true,
+                n,
+                |i| json!({"op": op, "nonce": format!("fresh-{}", i + 1)}),
+            )]
+        }
+        "addSession" => vec![Case::new(op, Database, true, n, |_| {
+            let mut session = session_data();
+            session["id"] = json!(uuid::Uuid::new_v4());
+            json!({"op": op, "session": session})
+        })],
+        "getSession" => {
+            // Stored behind the storage's back, so none is in its cache: every call misses.
+            let sessions = ids(
+                sql,
+                &format!(
+                    "INSERT INTO sessions (id, data, expires_at)
+                     SELECT gen_random_uuid(), '{}', now() + interval '1 hour'
+                     FROM generate_series(1, {n}) RETURNING id",
+                    session_data()
+                ),
+            )
+            .await;
+            vec![
+                Case::new(
+                    op,
+                    Database,
+                    true,
+                    n,
+                    |i| json!({"op": op, "sessionId": sessions[i]}),
+                ),
+                Case::new(
+                    "getSession (cache hit)",
+                    CacheHit,
+                    true,
+                    n,
+                    |_| json!({"op": op, "sessionId": sessions[0]}),
+                ),
+            ]
+        }
+        "getLaunchConfig" => {
+            // A deployment per call: each key is asked once, so every call misses the cache.
+            let (iss, client_id) = ("https://launch.example.com", "launch");
+            sql.batch_execute(&format!(
+                "WITH c AS (
+                     INSERT INTO clients (name, iss, client_id, auth_url, token_url, jwks_url)
+                     VALUES ('Launch', '{iss}', '{client_id}', 'https://launch.example.com/auth',
+                             'https://launch.example.com/token', 'https://launch.example.com/jwks')
+                     RETURNING id)
+                 INSERT INTO deployments (client_id, deployment_id)
+                 SELECT c.id, 'launch-' || g FROM c, generate_series(0, {n}) g"
+            ))
+            .await
+            .expect("store deployments");
+            let key = |deployment: String| json!({"op": op, "iss": iss, "clientId": client_id, "deploymentId": deployment});
+            vec![
+                Case::new(op, Database, true, n, |i| key(format!("launch-{}", i + 1))),
+                Case::new("getLaunchConfig (cache hit)", CacheHit, true, n, |_| {
+                    key("launch-0".to_owned())
+                }),
+            ]
+        }
+        "saveLaunchConfig" => vec![Case::new(
+            "saveLaunchConfig (a no-op)",
+            NoOp,
+            false,
+            n,
+            |_| {
+                json!({"op": op, "launchConfig": {
+                "iss": "https://lms-1.example.com", "clientId": "client-1",
+                "deploymentId": "deployment-1", "authUrl": "https://lms.example.com/auth",
+                "tokenUrl": "https://lms.example.com/token", "jwksUrl": "https://lms.example.com/jwks"}})
+            },
+        )],
+        "setRegistrationSession" => {
+            let expires_at = epoch_ms_in(600);
+            vec![Case::new(op, Database, false, n, |_| {
+                json!({"op": op, "sessionId": uuid::Uuid::new_v4(),
+                       "session": {"expiresAt": expires_at, "openidConfiguration": {
+                           "issuer": "https://lms.example.com",
+                           "registrationEndpoint": "https://lms.example.com/register"},
+                           "registrationToken": "token"}})
+            })]
+        }
+        "getRegistrationSession" | "deleteRegistrationSession" => {
+            let sessions = ids(
+                sql,
+                &format!(
+                    "INSERT INTO registration_sessions (id, data, expires_at)
+                     SELECT gen_random_uuid(), '{{\"state\": \"pending\"}}', now() + interval '10 minutes'
+                     FROM generate_series(1, {n}) RETURNING id"
+                ),
+            )
+            .await;
+            let must_find = op == "getRegistrationSession";
+            vec![Case::new(
+                op,
+                Database,
+                must_find,
+                n,
+                |i| json!({"op": op, "sessionId": sessions[i]}),
+            )]
+        }
+        other => panic!("no benchmark case for op {other}: add one"),
+    }
+}
+
+/// One measured row: the operation's and the paired bare query's latencies (ns), and the
+/// round trips of each recorded call.
+struct Measured {
+    label: String,
+    kind: Kind,
+    op: Histogram<u64>,
+    bare: Histogram<u64>,
+    round_trips: Histogram<u64>,
+}
+
+async fn measure(storage: &Storage, proxy: &Proxy, case: Case, warm_up: usize) -> Measured {
+    let mut measured = Measured {
+        label: case.label,
+        kind: case.kind,
+        op: histogram(),
+        bare: histogram(),
+        round_trips: Histogram::new(3).expect("histogram"),
+    };
+    for (i, payload) in case.payloads.into_iter().enumerate() {
+        let started = Instant::now();
+        bare_round_trip(storage).await;
+        let bare = started.elapsed();
+
+        let before = proxy.round_trips();
+        let started = Instant::now();
+        let result = match Request::from_payload(payload) {
+            Ok(request) => storage.handle(request).await,
+            Err(err) => Err(err),
+        };
+        let took = started.elapsed();
+        let round_trips = proxy.round_trips() - before;
+
+        let value = result.unwrap_or_else(|err| panic!("{}: {err}", measured.label));
+        if case.must_find {
+            assert!(
+                !(value.is_null() || value == false),
+                "{}: found nothing",
+                measured.label
+            );
+        }
+        if i >= warm_up {
+            measured.op.record(nanos(took)).expect("in range");
+            measured.bare.record(nanos(bare)).expect("in range");
+            measured.round_trips.record(round_trips).expect("in range");
+        }
+    }
+    measured
+}
+
+impl Measured {
+    /// Prints the row; returns whether its round-trip target holds, and its time target
+    /// (`None`: it has none).
+    fn print(&self, ratio_target: f64) -> (bool, Option<bool>) {
+        let median = self.op.value_at_quantile(0.5);
+        let ratio = median as f64 / self.bare.value_at_quantile(0.5) as f64;
+        let (fewest, most) = (self.round_trips.min(), self.round_trips.max());
+        let round_trips = if fewest == most {
+            fewest.to_string()
+        } else {
+            format!("{:.3} ({fewest}–{most})", self.round_trips.mean())
+        };
+        let (target, round_trips_hold, time_holds) = match self.kind {
+            Kind::Database => (
+                format!("1 RT, ≤ {ratio_target}× bare"),
+                fewest == 1 && most == 1,
+                ratio <= ratio_target,
+            ),
+            Kind::CacheHit => (
+                format!("0 RT, ≤ {} µs", CACHE_HIT_TARGET.as_micros()),
+                most == 0,
+                median <= nanos(CACHE_HIT_TARGET),
+            ),
+            Kind::NoOp => ("0 RT".to_owned(), most == 0, true),
+        };
+        let holds = match (round_trips_hold, time_holds) {
+            (true, true) => "yes",
+            (true, false) if self.kind == Kind::Database => "NO: ÷ bare",
+            (true, false) => "NO: µs",
+            (false, true) => "NO: round trips",
+            (false, false) => "NO: both",
+        };
+        println!(
+            "{:<32} {:>10} {:>10} {:>11} {:>9} {:>7.2}  {:<20} {holds}",
+            self.label,
+            micros(median),
+            micros(self.op.value_at_quantile(0.99)),
+            round_trips,
+            micros(self.bare.value_at_quantile(0.5)),
+            ratio,
+            target,
+        );
+        (
+            round_trips_hold,
+            (self.kind != Kind::NoOp).then_some(time_holds),
+        )
+    }
+}
+
+/// The physical limit: one round trip, on the storage's own connection and code path.
+async fn bare_round_trip(storage: &Storage) {
+    storage
+        .database()
+        .run("bench", |db| async move {
+            db.query("SELECT $1::int4", &[(&1i32, Type::INT4)]).await
+        })
+        .await
+        .expect("SELECT $1");
+}
+
+/// Bare round trips through the proxy and straight to the server, interleaved: what the
+/// proxy adds to every round trip above.
+async fn proxy_cost(
+    proxied: &Storage,
+    direct: &Storage,
+    warm_up: usize,
+    iterations: usize,
+) -> (Histogram<u64>, Histogram<u64>) {
+    let (mut through, mut around) = (histogram(), histogram());
+    for i in 0..warm_up + iterations {
+        for (storage, latencies) in [(proxied, &mut through), (direct, &mut around)] {
+            let started = Instant::now();
+            bare_round_trip(storage).await;
+            if i >= warm_up {
+                latencies
+                    .record(nanos(started.elapsed()))
+                    .expect("in range");
+            }
+        }
+    }
+    (through, around)
+}
+
+/// The `id` column of what `sql` returns, as text.
+async fn ids(sql: &tokio_postgres::Client, query: &str) -> Vec<String> {
+    let rows = sql.query(query, &[]).await.expect("fixture rows");
+    rows.iter()
+        .map(|row| row.get::<_, uuid::Uuid>("id").to_string())
+        .collect()
+}
+
+/// Latencies in nanoseconds, from 1 ns to a minute.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram")
+}
+
+fn nanos(duration: Duration) -> u64 {
+    duration.as_nanos() as u64
+}
+
+fn micros(nanos: u64) -> String {
+    format!("{:.1}", nanos as f64 / 1000.0)
+}

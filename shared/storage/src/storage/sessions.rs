@@ -1,0 +1,196 @@
+//! Sessions after a launch, and dynamic-registration sessions.
+//!
+//! Cache rule: sessions are cached by id (found or not) for the session-cache TTL, never past
+//! their own expiry; `addSession` puts the session it stored. Registration sessions are short
+//! lived and read once or twice: not cached.
+
+use std::time::{Duration, Instant};
+
+use postgres_types::Type;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::Storage;
+use crate::db::Connect;
+use crate::error::{Error, ErrorKind, Result};
+use crate::input::{self, Timestamp};
+
+/// Until when the session in `row` may be cached: the instant on this machine's monotonic
+/// clock that corresponds to its `expires_at`. Other software may store an expiry the storage
+/// cannot represent (`'infinity'`, past year 9999): then the session-cache TTL alone bounds it.
+fn cache_until(row: &Row) -> Option<Instant> {
+    let at: OffsetDateTime = row.try_get("expires_at").ok()?;
+    let remaining = at - OffsetDateTime::now_utc();
+    Some(Instant::now() + Duration::try_from(remaining).unwrap_or(Duration::ZERO))
+}
+
+/// `{id, ...data}`, the session as the caller stored it. Rows written by other software may
+/// hold a non-object: it is returned as it is.
+fn with_id(id: Uuid, data: Value) -> Value {
+    let Value::Object(data) = data else {
+        return data;
+    };
+    let mut session = Map::with_capacity(data.len() + 1);
+    session.insert("id".into(), Value::String(id.to_string()));
+    session.extend(data);
+    Value::Object(session)
+}
+
+/// The `data` column. jsonb can hold numbers beyond a double (written by other software,
+/// e.g. `1e400`), which serde_json cannot represent: an error of the call, never a panic.
+fn stored_json(row: &Row, what: &str) -> Result<Value> {
+    row.try_get("data").map_err(|_| {
+        Error::internal(format!(
+            "the stored {what} is not JSON this storage can read (a number beyond the range of a double?)"
+        ))
+    })
+}
+
+impl<C: Connect> Storage<C> {
+    /// Stores a session (an object with a UUID `id`) for the session TTL; returns its id.
+    /// Storing the identical session again succeeds (and renews it); a different session
+    /// under an existing id is a Conflict.
+    pub async fn add_session(&self, mut session: Map<String, Value>) -> Result<String> {
+        let id = match session.remove("id") {
+            Some(Value::String(id)) => input::uuid("session.id", &id)?,
+            Some(other) => {
+                return Err(Error::invalid_input(format!(
+                    "session.id must be a UUID string, got {}",
+                    input::json_type(&other)
+                )))
+            }
+            None => return Err(Error::invalid_input("session.id is missing")),
+        };
+        let data = Value::Object(session);
+        input::json("session", &data)?;
+        input::json_size("session", &data, self.max_session_bytes)?;
+        let ttl_secs = self.session_ttl.as_secs_f64();
+        let stored = &data;
+        // The conditional upsert makes a repeat after a lost answer harmless.
+        let row = self
+            .db
+            .run("session", |db| async move {
+                db.query_opt(
+                    "INSERT INTO sessions (id, data, expires_at)
+                     VALUES ($1, $2, now() + $3 * interval '1 second')
+                     ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at
+                         WHERE sessions.data = EXCLUDED.data
+                     RETURNING expires_at",
+                    &[
+                        (&id, Type::UUID),
+                        (stored, Type::JSONB),
+                        (&ttl_secs, Type::FLOAT8),
+                    ],
+                )
+                .await
+            })
+            .await?;
+        let row = row.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Conflict,
+                "a different session with this id is already stored",
+            )
+        })?;
+        self.sessions
+            .insert_written(id, with_id(id, data), cache_until(&row));
+        Ok(id.to_string())
+    }
+
+    /// The session, or `None` when unknown, expired, or the id is not a UUID.
+    pub async fn get_session(&self, session_id: &str) -> Result<Option<Value>> {
+        let Ok(id) = input::uuid("sessionId", session_id) else {
+            return Ok(None);
+        };
+        if let Some(cached) = self.sessions.get(&id) {
+            return Ok(cached);
+        }
+        let seen = self.sessions.generation();
+        let row = self
+            .db
+            .run("session", |db| async move {
+                db.query_opt(
+                    "SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > now()",
+                    &[(&id, Type::UUID)],
+                )
+                .await
+            })
+            .await?;
+        let Some(row) = row else {
+            self.sessions.insert_read(seen, id, None, None);
+            return Ok(None);
+        };
+        let session = with_id(id, stored_json(&row, "session")?);
+        self.sessions
+            .insert_read(seen, id, Some(session.clone()), cache_until(&row));
+        Ok(Some(session))
+    }
+
+    /// Stores (or replaces) a registration session until its `expiresAt`.
+    pub async fn set_registration_session(
+        &self,
+        session_id: &str,
+        session: Map<String, Value>,
+    ) -> Result<()> {
+        let id = input::uuid("sessionId", session_id)?;
+        let expires_at = match session.get("expiresAt") {
+            None => return Err(Error::invalid_input("session.expiresAt is missing")),
+            Some(value) => Timestamp::deserialize_value(value)
+                .map_err(|problem| Error::invalid_input(format!("session.expiresAt: {problem}")))?,
+        };
+        let data = &Value::Object(session);
+        input::json("session", data)?;
+        input::json_size("session", data, self.max_session_bytes)?;
+        self.db
+            .run("registration session", |db| async move {
+                db.query(
+                    "INSERT INTO registration_sessions (id, data, expires_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (id) DO UPDATE
+                         SET data = EXCLUDED.data, expires_at = EXCLUDED.expires_at",
+                    &[
+                        (&id, Type::UUID),
+                        (data, Type::JSONB),
+                        (&expires_at.0, Type::TIMESTAMPTZ),
+                    ],
+                )
+                .await
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The registration session as stored, or `None` when unknown, expired, or not a UUID.
+    pub async fn get_registration_session(&self, session_id: &str) -> Result<Option<Value>> {
+        let Ok(id) = input::uuid("sessionId", session_id) else {
+            return Ok(None);
+        };
+        let row = self
+            .db
+            .run("registration session", |db| async move {
+                db.query_opt(
+                    "SELECT data FROM registration_sessions WHERE id = $1 AND expires_at > now()",
+                    &[(&id, Type::UUID)],
+                )
+                .await
+            })
+            .await?;
+        row.map(|row| stored_json(&row, "registration session"))
+            .transpose()
+    }
+
+    /// An unknown registration session is not an error.
+    pub async fn delete_registration_session(&self, session_id: &str) -> Result<()> {
+        let id = input::uuid("sessionId", session_id)?;
+        self.db
+            .run("registration session", |db| async move {
+                db.query(
+                    "DELETE FROM registration_sessions WHERE id = $1",
+                    &[(&id, Type::UUID)],
+                )
+                .await
+            })
+            .await?;
+        Ok(())
+    }
+}
