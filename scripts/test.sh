@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 step=setup
 summary() {
   local rc=$?
-  if [ "$rc" -eq 0 ]; then echo "test.sh: PASS (fmt, clippy, tests, client, example, template) in ${SECONDS}s"
+  if [ "$rc" -eq 0 ]; then echo "test.sh: PASS (fmt, clippy, layout, tests, client, example, template) in ${SECONDS}s"
   else echo "test.sh: FAIL at $step (exit $rc) after ${SECONDS}s"; fi
 }
 trap summary EXIT
@@ -25,6 +25,12 @@ step="cargo fmt"
 cargo fmt --all -- --check
 step="cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+step="layout"
+# The LTI storage itself builds without TLS, AWS or the Lambda runtime (README "Layout"): its
+# dependencies, its tests' included, name none of them.
+leaked=$(cargo tree -q -p lti-storage -e normal,build,dev --prefix none |
+  awk '{print $1}' | grep -xE 'rustls|ring|hyper|lambda_runtime|lambda-postgres-login|lambda-aws' | sort -u || true)
+[ -z "$leaked" ] || { echo "lti-storage depends on: $(echo "$leaked" | tr "\n" " ")"; exit 1; }
 
 if [ -n "${TEST_DATABASE_URL:-}" ]; then
   export DATABASE_URL="$TEST_DATABASE_URL" # with-postgres.sh then uses it instead of starting a cluster
