@@ -16,6 +16,7 @@
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
+use lambda_aws::https::Endpoint;
 use serde_json::{json, Value};
 
 use lti_storage::migrate::{migrate, MIGRATIONS};
@@ -131,7 +132,7 @@ pub async fn handle(
         ))
     };
     let test_endpoint = test_endpoint
-        .map(test_endpoint_address)
+        .map(parse_test_endpoint)
         .transpose()
         .map_err(refused)?;
     let field = |name: &str| event.get(name).and_then(Value::as_str).unwrap_or_default();
@@ -145,7 +146,7 @@ pub async fn handle(
     let time_left = deadline.saturating_duration_since(Instant::now());
     url.put(
         &answer.document(event),
-        test_endpoint,
+        test_endpoint.as_ref(),
         ANSWER_TIME.min(time_left),
     )
     .await?;
@@ -254,13 +255,14 @@ fn truncate(text: &str, max: usize) -> &str {
     }
 }
 
-/// `TEST_ENDPOINT_VAR`'s value: an address on this machine's loopback.
-fn test_endpoint_address(value: &str) -> Result<SocketAddrV4, String> {
+/// `TEST_ENDPOINT_VAR`'s value: plain HTTP to an address on this machine's loopback.
+fn parse_test_endpoint(value: &str) -> Result<Endpoint, String> {
     let address = value.strip_prefix("http://");
     let address = address.map(|address| address.strip_suffix('/').unwrap_or(address));
     address
         .and_then(|address| address.parse::<SocketAddrV4>().ok())
-        .filter(|address| address.ip().is_loopback() && address.port() != 0)
+        .filter(|address| address.port() != 0)
+        .and_then(|address| Endpoint::loopback(address.into()))
         .ok_or_else(|| format!("{TEST_ENDPOINT_VAR} must be http://127.0.0.1:<port>"))
 }
 

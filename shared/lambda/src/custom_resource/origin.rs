@@ -1,7 +1,7 @@
 //! Where an event comes from and where its answer goes: the checks every custom-resource event
 //! passes before anything is done with it, and the one PUT of the answer to its `ResponseURL`.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use lambda_aws::https::{self, Endpoint};
@@ -171,11 +171,11 @@ impl ResponseUrl {
     pub(super) async fn put(
         &self,
         document: &str,
-        test_endpoint: Option<SocketAddrV4>,
+        test_endpoint: Option<&Endpoint>,
         limit: Duration,
     ) -> Result<(), Error> {
         let destination = match test_endpoint {
-            Some(address) => format!("{address} ({TEST_ENDPOINT_VAR})"),
+            Some(endpoint) => format!("{} ({TEST_ENDPOINT_VAR})", endpoint.authority()),
             None => self.host.clone(),
         };
         let failed = |problem: String| {
@@ -186,9 +186,7 @@ impl ResponseUrl {
             ))
         };
         let endpoint = match test_endpoint {
-            // Plain HTTP, which `Endpoint` allows to a loopback address only.
-            Some(address) => Endpoint::parse(&format!("http://{address}"))
-                .map_err(|problem| failed(format!("{TEST_ENDPOINT_VAR} {problem}")))?,
+            Some(endpoint) => endpoint.clone(),
             None => Endpoint::https(self.host.clone()),
         };
         // No Content-Type: the URL's signature was made for none.

@@ -121,11 +121,10 @@ fn any_other_event_is_refused_naming_the_check_and_never_the_url() {
 
 #[test]
 fn the_test_endpoint_is_only_ever_on_the_loopback() {
-    assert_eq!(
-        test_endpoint_address("http://127.0.0.1:8080"),
-        Ok("127.0.0.1:8080".parse().unwrap())
-    );
-    assert!(test_endpoint_address("http://127.0.0.1:8080/").is_ok());
+    for value in ["http://127.0.0.1:8080", "http://127.0.0.1:8080/"] {
+        let endpoint = parse_test_endpoint(value).map(|endpoint| endpoint.to_string());
+        assert_eq!(endpoint.as_deref(), Ok("http://127.0.0.1:8080"), "{value}");
+    }
     for value in [
         "",
         "127.0.0.1:8080",
@@ -137,7 +136,7 @@ fn the_test_endpoint_is_only_ever_on_the_loopback() {
         "http://127.0.0.1:0",
         "http://127.0.0.1:8080/path",
     ] {
-        let problem = test_endpoint_address(value).expect_err(value);
+        let problem = parse_test_endpoint(value).expect_err(value);
         assert!(problem.contains(TEST_ENDPOINT_VAR), "{problem}");
     }
 }
