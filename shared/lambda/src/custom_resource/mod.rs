@@ -1,21 +1,31 @@
 //! The migrations as a CloudFormation custom resource (`Migrations` in template.yaml), handled
 //! by the cleanup function: Create and Update apply them, Delete leaves the data as it is.
 //!
+//! The event is read as `aws_lambda_events`' CloudFormation request (`event.rs`); one that
+//! does not read as one but names a `RequestType` or a `ResponseURL` is a malformed event, of
+//! which only what its answer needs is read, so that it can still be answered FAILED.
+//!
 //! Whoever may invoke the cleanup function can send it such an event, so before anything else
-//! `check_origin` makes sure the event is CloudFormation's for a stack of the function's own
-//! account and region, answered through CloudFormation's own response bucket; any other event
-//! is refused with nothing done (no migration, no database connection, no request).
+//! `check_origin` (`origin.rs`) makes sure the event is CloudFormation's for a stack of the
+//! function's own account and region, answered through CloudFormation's own response bucket;
+//! any other event is refused with nothing done (no migration, no database connection, no
+//! request).
 //!
 //! CloudFormation waits for an answer PUT to the event's pre-signed `ResponseURL`, so every
-//! path past the checks answers: SUCCESS, or FAILED with a reason a person can act on (never the password,
-//! which no error message holds). The migrations get the invocation's time less what the
-//! answer needs; past that they roll back and the reason points to the command line.
+//! path past the checks answers, in `aws_lambda_events`' response type: SUCCESS, or FAILED with
+//! a reason a person can act on (naming what is wrong with a malformed event, never a value it
+//! holds, nor the password, which no error message holds). The migrations get the
+//! invocation's time less what the answer needs; past that they roll back and the reason
+//! points to the command line.
 //!
 //! The answer is one HTTPS PUT through `lambda_aws::https`, of which only the status is read.
 
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
+use aws_lambda_events::event::cloudformation::{
+    CloudFormationCustomResourceResponse, CloudFormationCustomResourceResponseStatus,
+};
 use lambda_aws::https::Endpoint;
 use serde_json::{json, Value};
 
@@ -24,9 +34,13 @@ use lti_storage::{Error, ErrorKind};
 
 use crate::{ConfigError, Storage};
 
+mod event;
 mod origin;
 
+use event::{Action, Ids};
 use origin::check_origin;
+
+pub use event::Event;
 
 /// The resource's physical id when CloudFormation has none yet (Create). Kept on Update, so
 /// an update never looks like a replacement.
@@ -37,11 +51,6 @@ const ANSWER_TIME: Duration = Duration::from_secs(10);
 
 /// CloudFormation takes a response of up to 4096 bytes; a reason is kept well under that.
 const MAX_REASON_CHARS: usize = 1000;
-
-/// Whether a payload is a custom-resource event rather than a schedule's.
-pub fn is_event(payload: &Value) -> bool {
-    payload.get("RequestType").is_some() || payload.get("ResponseURL").is_some()
-}
 
 /// What was answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,29 +91,32 @@ impl Answer {
         }
     }
 
-    /// The response document for `event`.
-    fn document(&self, event: &Value) -> String {
-        let field = |name: &str| event.get(name).and_then(Value::as_str).unwrap_or_default();
-        let physical_id = event
-            .get("PhysicalResourceId")
-            .and_then(Value::as_str)
-            .unwrap_or(PHYSICAL_ID);
-        let mut document = json!({
-            "Status": self.status(),
-            "PhysicalResourceId": physical_id,
-            "StackId": field("StackId"),
-            "RequestId": field("RequestId"),
-            "LogicalResourceId": field("LogicalResourceId"),
-        });
+    /// The response document for the event of `ids`.
+    fn document(&self, ids: &Ids) -> Vec<u8> {
+        let mut response = CloudFormationCustomResourceResponse::default();
         match &self.error {
-            Some(err) => document["Reason"] = json!(truncate(&err.message, MAX_REASON_CHARS)),
-            // The schema version the stack now has (Fn::GetAtt Migrations.SchemaVersion).
             None => {
+                response.status = CloudFormationCustomResourceResponseStatus::Success;
+                // The schema version the stack now has (Fn::GetAtt Migrations.SchemaVersion).
                 let latest = MIGRATIONS.last().map_or("", |(version, _)| version);
-                document["Data"] = json!({ "SchemaVersion": latest });
+                response
+                    .data
+                    .insert("SchemaVersion".to_owned(), latest.to_owned());
+            }
+            Some(err) => {
+                response.status = CloudFormationCustomResourceResponseStatus::Failed;
+                response.reason = Some(truncate(&err.message, MAX_REASON_CHARS).to_owned());
             }
         }
-        document.to_string()
+        response.physical_resource_id = ids
+            .physical_resource_id
+            .clone()
+            .unwrap_or_else(|| PHYSICAL_ID.to_owned());
+        response.stack_id = ids.stack_id.clone();
+        response.request_id = ids.request_id.clone();
+        response.logical_resource_id = ids.logical_resource_id.clone();
+        // Strings only: serialising them cannot fail.
+        serde_json::to_vec(&response).unwrap_or_default()
     }
 }
 
@@ -119,7 +131,7 @@ pub const TEST_ENDPOINT_VAR: &str = "CUSTOM_RESOURCE_TEST_ENDPOINT";
 /// (nothing done), or the PUT failed (Lambda then tries the event again).
 pub async fn handle(
     storage: Result<&Storage, &ConfigError>,
-    event: &Value,
+    event: &Event,
     function_arn: &str,
     test_endpoint: Option<&str>,
     deadline: Instant,
@@ -135,17 +147,16 @@ pub async fn handle(
         .map(parse_test_endpoint)
         .transpose()
         .map_err(refused)?;
-    let field = |name: &str| event.get(name).and_then(Value::as_str).unwrap_or_default();
-    let url =
-        check_origin(field("ResponseURL"), field("StackId"), function_arn).map_err(refused)?;
-    let answer = match event.get("RequestType").and_then(Value::as_str) {
-        Some("Delete") => Answer::success(Vec::new()),
-        Some("Create" | "Update") => apply(storage, event, deadline).await,
-        _ => Answer::failed(malformed("RequestType must be Create, Update or Delete")),
+    let ids = &event.ids;
+    let url = check_origin(&ids.response_url, &ids.stack_id, function_arn).map_err(refused)?;
+    let answer = match &event.action {
+        Action::Apply(versions) => apply(storage, versions, deadline).await,
+        Action::Delete => Answer::success(Vec::new()),
+        Action::Malformed(problem) => Answer::failed(malformed(problem)),
     };
     let time_left = deadline.saturating_duration_since(Instant::now());
     url.put(
-        &answer.document(event),
+        answer.document(ids),
         test_endpoint.as_ref(),
         ANSWER_TIME.min(time_left),
     )
@@ -162,22 +173,13 @@ fn malformed(problem: &str) -> Error {
     Error::invalid_input(format!("malformed custom-resource event: {problem}"))
 }
 
-/// Create or Update: the migrations, once the database is known to be reachable.
+/// Create or Update, the template listing `versions`: the migrations, once the database is
+/// known to be reachable.
 async fn apply(
     storage: Result<&Storage, &ConfigError>,
-    event: &Value,
+    versions: &[String],
     deadline: Instant,
 ) -> Answer {
-    // StackId was checked with the response URL.
-    for field in ["RequestId", "LogicalResourceId"] {
-        if !event.get(field).is_some_and(Value::is_string) {
-            return Answer::failed(malformed(&format!("{field} must be a string")));
-        }
-    }
-    let versions = match versions(event) {
-        Ok(versions) => versions,
-        Err(problem) => return Answer::failed(malformed(problem)),
-    };
     // The list is there so that a new migration changes the resource and CloudFormation
     // sends an Update; a version this build lacks means the build is older than the template.
     if let Some(unknown) = versions
@@ -217,19 +219,6 @@ async fn apply(
             format!("applying the migrations failed: {}", err.message),
         )),
     }
-}
-
-/// `ResourceProperties.Versions`: the template's list of migration versions.
-fn versions(event: &Value) -> Result<Vec<&str>, &'static str> {
-    const PROBLEM: &str = "ResourceProperties.Versions must be a list of migration versions";
-    event
-        .get("ResourceProperties")
-        .and_then(|properties| properties.get("Versions"))
-        .and_then(Value::as_array)
-        .ok_or(PROBLEM)?
-        .iter()
-        .map(|version| version.as_str().ok_or(PROBLEM))
-        .collect()
 }
 
 /// The connection check's failure, with what to look at.

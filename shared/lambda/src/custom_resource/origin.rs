@@ -170,7 +170,7 @@ impl ResponseUrl {
     /// status is an answer delivered.
     pub(super) async fn put(
         &self,
-        document: &str,
+        document: Vec<u8>,
         test_endpoint: Option<&Endpoint>,
         limit: Duration,
     ) -> Result<(), Error> {
@@ -191,13 +191,7 @@ impl ResponseUrl {
         };
         // No Content-Type: the URL's signature was made for none.
         let headers = [("host", self.host.clone())];
-        let exchange = https::status_of(
-            &endpoint,
-            Method::PUT,
-            &self.target,
-            &headers,
-            document.as_bytes().to_vec(),
-        );
+        let exchange = https::status_of(&endpoint, Method::PUT, &self.target, &headers, document);
         match timeout(limit, exchange).await {
             Err(_) => Err(failed(format!("no answer within {} ms", limit.as_millis()))),
             Ok(Err(err)) => Err(failed(err.to_string())),

@@ -1,3 +1,6 @@
+use serde_json::json;
+
+use super::event::Action;
 use super::*;
 
 const FUNCTION: &str = "arn:aws:lambda:us-east-1:123456789012:function:stack-cleanup";
@@ -145,4 +148,189 @@ fn the_test_endpoint_is_only_ever_on_the_loopback() {
 fn a_long_reason_is_cut_on_a_character_boundary() {
     assert_eq!(truncate("ééé", 2), "éé");
     assert_eq!(truncate("abc", 10), "abc");
+}
+
+/// A request as CloudFormation sends it for the template's `Migrations` resource.
+fn request(request_type: &str) -> Value {
+    let mut request = json!({
+        "RequestType": request_type,
+        "ServiceToken": FUNCTION,
+        "ResponseURL": format!("https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com{TARGET}"),
+        "StackId": STACK,
+        "RequestId": "5d4c-req",
+        "LogicalResourceId": "Migrations",
+        "ResourceType": "Custom::Migrations",
+        "ResourceProperties": {"ServiceToken": FUNCTION, "Versions": ["0001_schema"]},
+    });
+    if request_type != "Create" {
+        request["PhysicalResourceId"] = json!(PHYSICAL_ID);
+    }
+    if request_type == "Update" {
+        request["OldResourceProperties"] = json!({"ServiceToken": FUNCTION, "Versions": []});
+    }
+    request
+}
+
+#[test]
+fn schedule_payloads_are_not_custom_resource_events() {
+    for payload in [
+        include_str!("../../../../events/schedule-empty.json"),
+        include_str!("../../../../events/schedule-events-rule.json"),
+        include_str!("../../../../events/schedule-scheduler.json"),
+        "null",
+        "[]",
+        "\"RequestType\"",
+        r#"{"op": "cleanup"}"#,
+    ] {
+        let payload: Value = serde_json::from_str(payload).unwrap();
+        assert!(Event::of(&payload).is_none(), "{payload}");
+    }
+}
+
+#[test]
+fn cloudformations_requests_read_as_their_types() {
+    let event = |payload: &Value| Event::of(payload).expect("an event");
+
+    let create = event(&request("Create"));
+    assert!(matches!(&create.action, Action::Apply(versions) if versions == &["0001_schema"]));
+    assert_eq!(create.ids.request_id, "5d4c-req");
+    assert_eq!(create.ids.logical_resource_id, "Migrations");
+    assert_eq!(create.ids.stack_id, STACK);
+    assert!(create.ids.response_url.ends_with(TARGET));
+    assert_eq!(create.ids.physical_resource_id, None);
+
+    let update = event(&request("Update"));
+    assert!(matches!(update.action, Action::Apply(_)));
+    assert_eq!(
+        update.ids.physical_resource_id.as_deref(),
+        Some(PHYSICAL_ID)
+    );
+    // Old properties are not read, so not required either.
+    let mut without_old = request("Update");
+    without_old
+        .as_object_mut()
+        .unwrap()
+        .remove("OldResourceProperties");
+    assert!(matches!(event(&without_old).action, Action::Apply(_)));
+
+    // A Delete succeeds whatever the properties hold: a stack whose template lists no
+    // versions can still be deleted.
+    for properties in [json!({}), json!({"Versions": "0001_schema"}), Value::Null] {
+        let mut delete = request("Delete");
+        delete["ResourceProperties"] = properties;
+        let delete = event(&delete);
+        assert!(
+            matches!(delete.action, Action::Delete),
+            "{:?}",
+            delete.action
+        );
+        assert_eq!(
+            delete.ids.physical_resource_id.as_deref(),
+            Some(PHYSICAL_ID)
+        );
+    }
+}
+
+#[test]
+fn a_malformed_event_keeps_what_its_answer_needs_and_names_the_field_not_the_value() {
+    type Change = fn(&mut Value);
+    let cases: [(&str, Change, &str); 9] = [
+        (
+            "Create",
+            |e| e["RequestType"] = json!("Upsert-VALUE"),
+            "RequestType must be",
+        ),
+        (
+            "Create",
+            |e| e["RequestType"] = json!(7),
+            "RequestType must be",
+        ),
+        (
+            "Create",
+            |e| drop(e.as_object_mut().unwrap().remove("RequestType")),
+            "RequestType must be",
+        ),
+        (
+            "Create",
+            |e| e["RequestId"] = json!(12345),
+            "RequestId must be a string",
+        ),
+        (
+            "Create",
+            |e| e["ResourceType"] = Value::Null,
+            "ResourceType must be a string",
+        ),
+        (
+            "Delete",
+            |e| drop(e.as_object_mut().unwrap().remove("PhysicalResourceId")),
+            "PhysicalResourceId must be a string",
+        ),
+        (
+            "Update",
+            |e| e["ServiceToken"] = json!(["VALUE"]),
+            "ServiceToken must be a string",
+        ),
+        (
+            "Create",
+            |e| e["ResourceProperties"]["Versions"] = json!("0001-VALUE"),
+            "ResourceProperties.Versions",
+        ),
+        (
+            "Update",
+            |e| drop(e.as_object_mut().unwrap().remove("ResourceProperties")),
+            "ResourceProperties.Versions",
+        ),
+    ];
+    for (request_type, change, expected) in cases {
+        let mut payload = request(request_type);
+        change(&mut payload);
+        let event = Event::of(&payload).unwrap_or_else(|| panic!("an event: {payload}"));
+        let Action::Malformed(problem) = &event.action else {
+            panic!("malformed: {payload}: {:?}", event.action);
+        };
+        assert!(problem.contains(expected), "{payload}: {problem}");
+        assert!(
+            !problem.contains("VALUE") && !problem.contains("12345"),
+            "{problem}"
+        );
+        // What the answer needs, where the event has it.
+        assert_eq!(event.ids.stack_id, STACK, "{payload}");
+        assert!(event.ids.response_url.ends_with(TARGET), "{payload}");
+        assert_eq!(event.ids.logical_resource_id, "Migrations");
+    }
+    // A ResponseURL alone makes it CloudFormation's: it is answered (or refused), not cleaned.
+    let event = Event::of(&json!({"ResponseURL": "https://h.example/"})).expect("an event");
+    assert!(matches!(event.action, Action::Malformed(_)));
+    assert_eq!(event.ids.request_id, "");
+    assert_eq!(event.ids.physical_resource_id, None);
+}
+
+#[test]
+fn the_answer_is_cloudformations_response_document() {
+    let ids = Event::of(&request("Update")).unwrap().ids;
+    let document = |answer: &Answer| -> Value {
+        serde_json::from_slice(&answer.document(&ids)).expect("JSON")
+    };
+
+    let success = document(&Answer::success(vec!["0001_schema".to_owned()]));
+    let latest = MIGRATIONS.last().unwrap().0;
+    assert_eq!(success["Status"], "SUCCESS");
+    assert_eq!(success["Data"], json!({ "SchemaVersion": latest }));
+    assert_eq!(success["PhysicalResourceId"], PHYSICAL_ID);
+    assert_eq!(success["StackId"], STACK);
+    assert_eq!(success["RequestId"], "5d4c-req");
+    assert_eq!(success["LogicalResourceId"], "Migrations");
+    assert_eq!(success["NoEcho"], false);
+
+    let failed = document(&Answer::failed(Error::internal("é".repeat(5000))));
+    assert_eq!(failed["Status"], "FAILED");
+    assert_eq!(failed["Reason"], "é".repeat(MAX_REASON_CHARS));
+    assert_eq!(failed["Data"], json!({}));
+    assert_eq!(failed["RequestId"], "5d4c-req");
+
+    // Create has no physical id yet: the resource's own.
+    let create = Event::of(&request("Create")).unwrap().ids;
+    let answer = Answer::success(Vec::new()).document(&create);
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer["PhysicalResourceId"], PHYSICAL_ID);
 }
