@@ -37,10 +37,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             started,
             deadline,
         };
-        if custom_resource::is_event(&event.payload) {
-            run.deploy(&event.payload).await
-        } else {
-            run.clean().await
+        // CloudFormation's request, or a payload naming a RequestType or a ResponseURL (a
+        // malformed one, still answered); anything else is the schedule's.
+        match custom_resource::Event::of(&event.payload) {
+            Some(deploy) => run.deploy(&deploy).await,
+            None => run.clean().await,
         }
     }))
     .await
@@ -96,7 +97,7 @@ impl Run<'_> {
     }
 
     /// Answers CloudFormation; the line reports the migrations applied, or why not.
-    async fn deploy(&self, event: &Value) -> Result<Value, Diagnostic> {
+    async fn deploy(&self, event: &custom_resource::Event) -> Result<Value, Diagnostic> {
         let result = custom_resource::handle(
             self.storage,
             event,

@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -50,6 +50,16 @@ impl Endpoint {
             host,
             port: 443,
         }
+    }
+
+    /// `http://address`, if `address` is on this machine's loopback (plain HTTP goes nowhere
+    /// else).
+    pub fn loopback(address: SocketAddr) -> Option<Endpoint> {
+        address.ip().is_loopback().then(|| Endpoint {
+            tls: false,
+            host: address.ip().to_string(),
+            port: address.port(),
+        })
     }
 
     /// Parses an endpoint URL as the AWS SDKs take it (`AWS_ENDPOINT_URL...`): scheme, host,
@@ -315,6 +325,15 @@ mod tests {
             Endpoint::parse_with_path("http://127.0.0.1:5000").unwrap(),
             (local.clone(), "/".to_owned())
         );
+        assert_eq!(
+            Endpoint::loopback("127.0.0.1:5000".parse().unwrap()),
+            Some(local.clone())
+        );
+        assert_eq!(
+            Endpoint::loopback("[::1]:4566".parse().unwrap()).map(|e| e.to_string()),
+            Some("http://[::1]:4566".to_owned())
+        );
+        assert_eq!(Endpoint::loopback("10.0.0.1:5000".parse().unwrap()), None);
         for bad in [
             "http://10.0.0.1/credentials",
             "http://127.0.0.1/a b",

@@ -37,7 +37,7 @@ pub const LOCK_KEY: i64 = 0x4c54_4931_3353_5447; // "LTI13STG"
 
 /// Time limit of `{"op":"migrate"}`: inside the storage function's 30 s Lambda timeout.
 /// `storage migrate` on the command line, for large databases, waits up to a day; a deploy's
-/// custom resource gets the cleanup function's time (`custom_resource.rs`).
+/// custom resource gets the cleanup function's time (`lti_storage_lambda::custom_resource`).
 pub const INVOCATION_TIME_LIMIT: Duration = Duration::from_secs(25);
 
 /// Applies the migrations the database has not recorded yet, all in one transaction, within

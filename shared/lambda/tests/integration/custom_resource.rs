@@ -30,7 +30,8 @@ async fn handle(
     deadline: Instant,
 ) -> Result<custom_resource::Answer, Error> {
     let setting = endpoint.origin();
-    custom_resource::handle(storage, event, FUNCTION_ARN, Some(&setting), deadline).await
+    let event = custom_resource::Event::of(event).expect("a custom-resource event");
+    custom_resource::handle(storage, &event, FUNCTION_ARN, Some(&setting), deadline).await
 }
 
 fn versions() -> Vec<&'static str> {
@@ -311,7 +312,7 @@ async fn a_malformed_event_is_answered_failed_saying_what_is_wrong() {
     let db = TestDb::migrated().await;
     let storage = db.storage();
     type Change = fn(&mut Value);
-    let cases: [(&str, Change, &str); 5] = [
+    let cases: [(&str, Change, &str); 6] = [
         (
             "an unknown RequestType",
             |e| e["RequestType"] = json!("Upsert"),
@@ -333,6 +334,11 @@ async fn a_malformed_event_is_answered_failed_saying_what_is_wrong() {
             "RequestId must be a string",
         ),
         (
+            "no LogicalResourceId",
+            |e| drop(e.as_object_mut().unwrap().remove("LogicalResourceId")),
+            "LogicalResourceId must be a string",
+        ),
+        (
             "a version this build lacks",
             |e| e["ResourceProperties"]["Versions"] = json!(["0001_schema", "9999_future"]),
             "sam build",
@@ -350,6 +356,7 @@ async fn a_malformed_event_is_answered_failed_saying_what_is_wrong() {
         assert_eq!(received.len(), 1, "{what}: one answer");
         let reason = failed_reason(&received[0].body);
         assert!(reason.contains(expected), "{what}: {reason}");
+        assert!(!reason.contains("Upsert"), "no value quoted: {reason}");
     }
 }
 
@@ -383,7 +390,7 @@ async fn a_genuine_event_of_the_functions_own_account_and_region_is_answered() {
     let setting = endpoint.origin();
     let answer = custom_resource::handle(
         Ok(&storage),
-        &create,
+        &custom_resource::Event::of(&create).expect("a custom-resource event"),
         function,
         Some(&setting),
         in_a_minute(),
