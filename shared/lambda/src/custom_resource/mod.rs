@@ -102,6 +102,12 @@ impl Answer {
                 response
                     .data
                     .insert("SchemaVersion".to_owned(), latest.to_owned());
+                // Never null: the response type would write `"Reason": null` otherwise, a
+                // shape the documentation does not show.
+                response.reason = Some(match self.applied.is_empty() {
+                    true => "migrations applied: none".to_owned(),
+                    false => format!("migrations applied: {}", self.applied.join(", ")),
+                });
             }
             Some(err) => {
                 response.status = CloudFormationCustomResourceResponseStatus::Failed;

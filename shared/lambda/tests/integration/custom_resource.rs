@@ -142,7 +142,10 @@ async fn update_applies_what_is_new_and_nothing_when_the_schema_is_current() {
         .await
         .unwrap();
     assert_eq!(answer.applied, vec![last.to_string()]);
-    assert_eq!(the_answer(&endpoint, &update)["Status"], "SUCCESS");
+    let body = the_answer(&endpoint, &update);
+    assert_eq!(body["Status"], "SUCCESS");
+    // A SUCCESS has a reason too: what was applied (never null).
+    assert_eq!(body["Reason"], format!("migrations applied: {last}"));
 
     let endpoint = ResponseEndpoint::start();
     let again = event("Update");
@@ -150,7 +153,9 @@ async fn update_applies_what_is_new_and_nothing_when_the_schema_is_current() {
         .await
         .unwrap();
     assert_eq!(answer.applied, Vec::<String>::new());
-    assert_eq!(the_answer(&endpoint, &again)["Status"], "SUCCESS");
+    let body = the_answer(&endpoint, &again);
+    assert_eq!(body["Status"], "SUCCESS");
+    assert_eq!(body["Reason"], "migrations applied: none");
 }
 
 #[tokio::test]
