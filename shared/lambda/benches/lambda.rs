@@ -12,7 +12,7 @@
 //! the end, and in clusters of its own for the connection limits.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -75,21 +75,22 @@ async fn run(url: &str) {
 
     let db = fixture(&storage, url).await;
     let sql = db.sql().await;
+    let builds = builds(&storage);
     if std::env::args().any(|arg| arg == "payload") {
-        oversized_payload(&storage, &db.url).await;
+        oversized_payload(&builds, &db.url).await;
         drop(sql);
         db.remove().await;
         return;
     }
     if !std::env::args().any(|arg| arg == "load") {
-        cold_start(&storage, &db.url, None).await;
+        cold_start(&builds, &db.url, None).await;
         // The same with the login read from Secrets Manager (moto's, on 127.0.0.1).
         let moto = Moto::start();
         let arn = moto.create_secret("lti-storage/bench", &db.url);
-        cold_start(&storage, &db.url, Some((&moto, &arn))).await;
+        cold_start(&builds, &db.url, Some((&moto, &arn))).await;
         drop(moto);
         mixed_load(&storage, &db.url).await;
-        oversized_payload(&storage, &db.url).await;
+        oversized_payload(&builds, &db.url).await;
         cleanup_backlog(&cleanup, &db.url, &sql).await;
     }
     load::in_one_process(&storage, &db).await;
@@ -130,43 +131,78 @@ async fn fixture(storage: &Path, url: &str) -> TestDb {
     db
 }
 
-/// Cold starts of `storage`; with `secret`, its login is that secret of that moto server,
-/// which holds the whole URL: DATABASE_URL is then not set.
-async fn cold_start(storage: &Path, url: &str, secret: Option<(&Moto, &str)>) {
+/// The storage binaries whose cold starts and memory are measured: this build's alone, or,
+/// with BASELINE_BIN (`scripts/bench.sh --baseline REV`: the directory of REV's release
+/// binaries), REV's and this one's, alternated spawn by spawn so that the machine's drift
+/// falls on both alike.
+fn builds(storage: &Path) -> Vec<(&'static str, PathBuf)> {
+    match std::env::var_os("BASELINE_BIN").filter(|dir| !dir.is_empty()) {
+        None => vec![("", storage.to_owned())],
+        Some(dir) => vec![
+            ("before", PathBuf::from(dir).join("storage")),
+            ("after", storage.to_owned()),
+        ],
+    }
+}
+
+/// What each cold start times, from the spawn.
+const PHASES: [&str; 3] = [
+    "spawn → first poll of the runtime API",
+    "spawn → first byte sent to the database",
+    "spawn → answer received (the cold start)",
+];
+
+/// One build's cold starts: a histogram per phase, and the largest peak RSS.
+struct ColdStarts {
+    phases: [Histogram<u64>; 3],
+    peak_rss: f64,
+}
+
+/// Cold starts of each of `builds`; with `secret`, its login is that secret of that moto
+/// server, which holds the whole URL: DATABASE_URL is then not set.
+async fn cold_start(builds: &[(&str, PathBuf)], url: &str, secret: Option<(&Moto, &str)>) {
     let launch = launch_config("hot-0");
-    let (mut to_poll, mut to_database, mut to_answer) = (histogram(), histogram(), histogram());
-    let mut peak_rss = 0.0f64;
+    let mut measured: Vec<ColdStarts> = builds
+        .iter()
+        .map(|_| ColdStarts {
+            phases: [histogram(), histogram(), histogram()],
+            peak_rss: 0.0,
+        })
+        .collect();
     for _ in 0..COLD_STARTS {
-        let api = RuntimeApi::start().await;
-        let proxy = Proxy::start(url).await;
-        // Queued before the process starts, as Lambda has the event when it starts one.
-        let reply = api.queue(&launch, Duration::from_secs(10));
-        let env = match secret {
-            None => vec![("DATABASE_URL", proxy.redirect(url))],
-            Some((moto, arn)) => {
-                moto.put_secret_value(arn, &proxy.redirect(url));
-                let mut env = moto.env(&moto.storage);
-                env.push(("DATABASE_SECRET_ARN", arn.to_owned()));
-                env
+        for ((_, storage), cold) in builds.iter().zip(&mut measured) {
+            let api = RuntimeApi::start().await;
+            let proxy = Proxy::start(url).await;
+            // Queued before the process starts, as Lambda has the event when it starts one.
+            let reply = api.queue(&launch, Duration::from_secs(10));
+            let env = match secret {
+                None => vec![("DATABASE_URL", proxy.redirect(url))],
+                Some((moto, arn)) => {
+                    moto.put_secret_value(arn, &proxy.redirect(url));
+                    let mut env = moto.env(&moto.storage);
+                    env.push(("DATABASE_SECRET_ARN", arn.to_owned()));
+                    env
+                }
+            };
+            let started = Instant::now();
+            let function = Function::spawn(storage, "storage", &api, &env);
+            let answer = outcome(reply).await;
+            let answered = started.elapsed();
+            assert!(
+                answer.as_ref().is_ok_and(|config| !config.is_null()),
+                "getLaunchConfig: {answer:?}"
+            );
+            let since_start = |at: Option<Instant>| at.expect("happened") - started;
+            let phases = [
+                since_start(api.first_poll()),
+                since_start(proxy.first_byte()),
+                answered,
+            ];
+            for (histogram, took) in cold.phases.iter_mut().zip(phases) {
+                histogram.record(micros(took)).expect("in range");
             }
-        };
-        let started = Instant::now();
-        let function = Function::spawn(storage, "storage", &api, &env);
-        let answer = outcome(reply).await;
-        let answered = started.elapsed();
-        assert!(
-            answer.as_ref().is_ok_and(|config| !config.is_null()),
-            "getLaunchConfig: {answer:?}"
-        );
-        let since_start = |at: Option<Instant>| micros(at.expect("happened") - started);
-        to_poll
-            .record(since_start(api.first_poll()))
-            .expect("in range");
-        to_database
-            .record(since_start(proxy.first_byte()))
-            .expect("in range");
-        to_answer.record(micros(answered)).expect("in range");
-        peak_rss = peak_rss.max(function.memory_mib("VmHWM"));
+            cold.peak_rss = cold.peak_rss.max(function.memory_mib("VmHWM"));
+        }
     }
     let median = |h: &Histogram<u64>| h.value_at_quantile(0.5) as f64 / 1000.0;
     let login = match secret {
@@ -174,24 +210,29 @@ async fn cold_start(storage: &Path, url: &str, secret: Option<(&Moto, &str)>) {
         Some(_) => "DATABASE_SECRET_ARN: the secret read from moto's Secrets Manager on 127.0.0.1",
     };
     println!("Cold start ({login}): {COLD_STARTS} spawns of the release storage binary, each answering one getLaunchConfig (a cache miss: connect, then one query)");
-    println!("  {:<48} {:>9} {:>17}", "", "median", "min–max");
-    for (label, h) in [
-        ("spawn → first poll of the runtime API", &to_poll),
-        ("spawn → first byte sent to the database", &to_database),
-        ("spawn → answer received (the cold start)", &to_answer),
-    ] {
+    println!("  {:<48} {:>6} {:>9} {:>17}", "", "", "median", "min–max");
+    for (phase, label) in PHASES.iter().enumerate() {
+        for ((build, _), cold) in builds.iter().zip(&measured) {
+            let h = &cold.phases[phase];
+            println!(
+                "  {label:<48} {build:>6} {:>6.2} ms {:>7.2}–{:.2} ms",
+                median(h),
+                h.min() as f64 / 1000.0,
+                h.max() as f64 / 1000.0
+            );
+        }
+        if let [before, after] = &measured[..] {
+            let ratio = median(&after.phases[phase]) / median(&before.phases[phase]);
+            println!("  {:<48} {:>6} {ratio:>6.2} ×", "", "after÷");
+        }
+    }
+    for ((build, _), cold) in builds.iter().zip(&measured) {
         println!(
-            "  {label:<48} {:>6.2} ms {:>7.2}–{:.2} ms",
-            median(h),
-            h.min() as f64 / 1000.0,
-            h.max() as f64 / 1000.0
+            "  {build:>6} share of the cold start spent before the first database byte: {:.0} % (of medians); peak RSS after the first invocation: {:.1} MiB (largest of the spawns)",
+            100.0 * median(&cold.phases[1]) / median(&cold.phases[2]),
+            cold.peak_rss
         );
     }
-    println!(
-        "  share of the cold start spent before the first database byte: {:.0} % (of medians)",
-        100.0 * median(&to_database) / median(&to_answer)
-    );
-    println!("  peak RSS after the first invocation: {peak_rss:.1} MiB (largest of the spawns)");
     println!();
 }
 
@@ -291,7 +332,14 @@ async fn mixed_load(storage: &Path, url: &str) {
 
 /// The storage function refusing a payload of 6 MB, the most Lambda passes on, whose session
 /// holds 3 million numbers: its peak RSS against its RSS after a first call.
-async fn oversized_payload(storage: &Path, url: &str) {
+async fn oversized_payload(builds: &[(&str, PathBuf)], url: &str) {
+    for (build, storage) in builds {
+        refuse_oversized_payload(build, storage, url).await;
+    }
+    println!();
+}
+
+async fn refuse_oversized_payload(build: &str, storage: &Path, url: &str) {
     let api = RuntimeApi::start().await;
     let function = Function::spawn(
         storage,
@@ -313,7 +361,7 @@ async fn oversized_payload(storage: &Path, url: &str) {
     assert_eq!(refused["errorType"], "InvalidInput", "{refused}");
     let peak = function.memory_mib("VmHWM");
     println!(
-        "Memory: one storage process refusing a {:.1} MB payload (addSession, a session of 3 million numbers)",
+        "Memory: one {build} storage process refusing a {:.1} MB payload (addSession, a session of 3 million numbers)",
         bytes as f64 / 1e6
     );
     println!("  RSS after a first call {idle:.1} MiB; peak (VmHWM) {peak:.1} MiB");
@@ -322,7 +370,6 @@ async fn oversized_payload(storage: &Path, url: &str) {
         format!("{:+.1} MiB", peak - idle),
         peak - idle <= OVERSIZED_MARGIN_MIB,
     );
-    println!();
 }
 
 /// The kinds of call of the mixed load, each with its share of every 10 calls.
