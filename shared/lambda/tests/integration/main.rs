@@ -11,6 +11,8 @@ mod custom_resource;
 mod faults;
 mod fuzz;
 mod http;
+mod http_errors;
+mod http_routes;
 mod iam_auth;
 mod invocation;
 mod limits;
