@@ -3,6 +3,8 @@
 //! operations (names, arguments, HTTP routes, dispatch) is in `request.rs`.
 
 mod clients;
+mod deployments;
+mod launch_configs;
 mod nonces;
 mod sessions;
 
@@ -18,8 +20,8 @@ use crate::config::Config;
 use crate::db::{Connect, Database};
 use crate::model::LaunchConfig;
 
-use clients::ChangeWatch;
-pub use clients::LaunchConfigKey;
+use launch_configs::ChangeWatch;
+pub use launch_configs::LaunchConfigKey;
 
 /// One per container: the database connection and the caches, built once at init and kept
 /// across warm invocations.
