@@ -12,21 +12,23 @@
 //! the end, and in clusters of its own for the connection limits.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use test_support::moto::Moto;
 use test_support::proxy::Proxy;
-use test_support::{epoch_ms_in, session_data, TestDb};
+use test_support::{epoch_ms_in, session_data};
 use uuid::Uuid;
 
+#[path = "lambda/common.rs"]
+mod common;
 #[path = "lambda/load.rs"]
 mod load;
 #[path = "lambda/runtime_api.rs"]
 mod runtime_api;
 
+use common::{fixture, histogram, launch_config, micros, target};
 use runtime_api::{outcome, Function, RuntimeApi};
 
 const COLD_STARTS: usize = 20;
@@ -93,36 +95,6 @@ async fn run(url: &str) {
 
     drop(sql);
     db.remove().await;
-}
-
-/// A schema of its own on the server at `url`, migrated by the release binary, with one
-/// platform whose deployments are `default` and `hot-0` to `hot-19`.
-async fn fixture(storage: &Path, url: &str) -> TestDb {
-    let db = TestDb::empty_on(url).await;
-    let migrated = Command::new(storage)
-        .arg("migrate")
-        .env("DATABASE_URL", &db.url)
-        .stdout(Stdio::null())
-        .status()
-        .expect("run storage migrate");
-    assert!(migrated.success(), "storage migrate failed");
-    db.sql()
-        .await
-        .batch_execute(
-            "WITH c AS (
-                 INSERT INTO clients (name, iss, client_id, auth_url, token_url, jwks_url)
-                 VALUES ('Canvas', 'https://canvas.example.com', 'bench',
-                         'https://canvas.example.com/api/lti/authorize_redirect',
-                         'https://canvas.example.com/login/oauth2/token',
-                         'https://canvas.example.com/api/lti/security/jwks')
-                 RETURNING id)
-             INSERT INTO deployments (client_id, deployment_id)
-             SELECT c.id, d FROM c, unnest(array['default'] || array(
-                 SELECT 'hot-' || g FROM generate_series(0, 19) g)) d",
-        )
-        .await
-        .expect("fixture rows");
-    db
 }
 
 /// Cold starts of `storage`; with `secret`, its login is that secret of that moto server,
@@ -435,13 +407,6 @@ async fn cleanup_backlog(cleanup: &Path, url: &str, sql: &tokio_postgres::Client
     println!();
 }
 
-fn target(label: &str, measured: String, holds: bool) {
-    println!(
-        "  target: {label:<52} {measured:<32} {}",
-        if holds { "yes" } else { "NO" }
-    );
-}
-
 fn deleted(counts: &Value) -> u64 {
     [
         "noncesDeleted",
@@ -451,18 +416,4 @@ fn deleted(counts: &Value) -> u64 {
     .iter()
     .map(|name| counts[name].as_u64().expect("a count"))
     .sum()
-}
-
-fn launch_config(deployment_id: &str) -> Value {
-    json!({"op": "getLaunchConfig", "iss": "https://canvas.example.com", "clientId": "bench",
-           "deploymentId": deployment_id})
-}
-
-/// Durations in microseconds, from 1 µs to 10 minutes.
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram")
-}
-
-fn micros(duration: Duration) -> u64 {
-    duration.as_micros() as u64
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
 use tokio_postgres::error::SqlState;
 
+use crate::attempt::{by_deadline, connect_error, Opened};
 use crate::config::{percent_encode, DatabaseConfig};
-use crate::login::{by_deadline, connect_error, Opened};
 use crate::tls::Connector;
 use lambda_aws::{self as aws, AwsAccess, Endpoint, SecretError};
 use lambda_postgres::{lock, ConnectError};

@@ -18,8 +18,8 @@ use uuid::Uuid;
 #[path = "cpu.rs"]
 mod cpu;
 
+use super::common::{fixture, histogram, launch_config, micros, target};
 use super::runtime_api::{outcome, Function, Outcome, RuntimeApi};
-use super::{fixture, histogram, launch_config, micros, target};
 use cpu::Cpu;
 
 /// Invocations in flight in one process (`AWS_LAMBDA_MAX_CONCURRENCY`).

@@ -14,8 +14,8 @@ use std::time::Instant;
 use postgres_types::Type;
 use tokio_postgres::Row;
 
-use super::Storage;
-use crate::cache::{Footprint, Generation};
+use super::{LaunchConfigKey, Storage};
+use crate::cache::Generation;
 use crate::db::column;
 use crate::db::Connect;
 use crate::error::Result;
@@ -25,42 +25,6 @@ use lambda_postgres::lock;
 
 /// The deployment a platform falls back to when the launched one is not registered.
 const DEFAULT_DEPLOYMENT: &str = "default";
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct LaunchConfigKey {
-    pub iss: String,
-    pub client_id: String,
-    pub deployment_id: String,
-}
-
-impl Footprint for LaunchConfigKey {
-    fn footprint(&self) -> usize {
-        self.iss.footprint() + self.client_id.footprint() + self.deployment_id.footprint()
-    }
-}
-
-impl Footprint for LaunchConfig {
-    fn footprint(&self) -> usize {
-        [
-            &self.iss,
-            &self.client_id,
-            &self.deployment_id,
-            &self.auth_url,
-            &self.token_url,
-            &self.jwks_url,
-        ]
-        .into_iter()
-        .map(Footprint::footprint)
-        .sum()
-    }
-}
-
-/// The change counter as this container last read it, and when.
-#[derive(Debug, Default)]
-pub(super) struct ChangeWatch {
-    version: Option<i64>,
-    checked_at: Option<Instant>,
-}
 
 impl<C: Connect> Storage<C> {
     /// Whether the change counter was last read longer ago than the interval.
