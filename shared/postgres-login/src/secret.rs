@@ -375,12 +375,13 @@ fn merge(value: &str, base: &DatabaseConfig) -> Result<DatabaseConfig, String> {
     }
     let url = parts.join();
     let root = base.ssl_root_cert.as_deref().and_then(|path| path.to_str());
-    let config = DatabaseConfig::parse(&url, root).map_err(|err| {
-        format!(
-            "gives a connection URL (with DATABASE_URL's options) that is not valid: {}",
-            err.problem
-        )
-    })?;
+    let config =
+        DatabaseConfig::parse(&url, root, &base.default_application_name).map_err(|err| {
+            format!(
+                "gives a connection URL (with DATABASE_URL's options) that is not valid: {}",
+                err.problem
+            )
+        })?;
     if config.postgres.get_hosts().is_empty() {
         return Err("names no host, and DATABASE_URL names none".to_owned());
     }

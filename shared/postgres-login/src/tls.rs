@@ -389,7 +389,8 @@ mod tests {
 
     #[test]
     fn without_a_root_certificate_the_mozilla_and_rds_roots_are_trusted() {
-        let config = DatabaseConfig::parse("postgres://u@db.example.com/db", None).unwrap();
+        let config =
+            DatabaseConfig::parse("postgres://u@db.example.com/db", None, "lti-storage").unwrap();
         let store = root_store(&config).unwrap();
         let rds = CertificateDer::pem_slice_iter(AWS_RDS_ROOTS.as_bytes()).count();
         assert_eq!(store.len(), webpki_roots::TLS_SERVER_ROOTS.len() + rds);

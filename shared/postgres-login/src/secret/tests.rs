@@ -9,7 +9,7 @@ use crate::config::SslMode;
 const PASSWORD: &str = "s3cr:et/p@ss?w&rd";
 
 fn base(url: &str) -> DatabaseConfig {
-    DatabaseConfig::parse(url, None).unwrap()
+    DatabaseConfig::parse(url, None, "lti-storage").unwrap()
 }
 
 fn json(value: serde_json::Value) -> String {
