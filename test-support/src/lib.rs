@@ -20,6 +20,7 @@ use lti_storage::{Error, Request};
 use lti_storage_lambda::{Config, ConfigError, Storage};
 use serde_json::{json, Value};
 use tokio_postgres::NoTls;
+use uuid::Uuid;
 
 pub struct TestDb {
     /// The connection URL with `search_path` set to this test's schema.
@@ -249,6 +250,11 @@ fn shown(payload: &Value) -> String {
     payload.to_string().chars().take(300).collect()
 }
 
+/// The issuer of the platform most tests register (Canvas's).
+pub const ISS: &str = "https://canvas.instructure.com";
+/// The LMS's client id of that platform's registration.
+pub const LMS_CLIENT: &str = "10000000000001";
+
 /// A platform registration, with endpoints on `iss` as Canvas has them.
 pub fn new_client(iss: &str, client_id: &str) -> NewClient {
     NewClient {
@@ -287,6 +293,40 @@ pub async fn add_client(storage: &Storage, client: &NewClient) -> String {
     id.as_str()
         .unwrap_or_else(|| panic!("addClient returned {id}, not a string"))
         .to_owned()
+}
+
+/// Adds a deployment (LMS id `deployment_id`) to `client` through addDeployment; returns its
+/// internal id.
+pub async fn add_deployment(storage: &Storage, client: &str, deployment_id: &str) -> String {
+    let id = ok(
+        storage,
+        json!({"op": "addDeployment", "clientId": client,
+               "deployment": {"deploymentId": deployment_id}}),
+    )
+    .await;
+    id.as_str()
+        .unwrap_or_else(|| panic!("addDeployment returned {id}, not a string"))
+        .to_owned()
+}
+
+/// What getLaunchConfig answers for (iss, clientId, deploymentId).
+pub async fn launch_config(
+    storage: &Storage,
+    iss: &str,
+    client_id: &str,
+    deployment: &str,
+) -> Value {
+    ok(
+        storage,
+        json!({"op": "getLaunchConfig", "iss": iss, "clientId": client_id,
+               "deploymentId": deployment}),
+    )
+    .await
+}
+
+/// `id` as a UUID: an id the storage answered must be one.
+pub fn uuid_of(id: &str) -> Uuid {
+    Uuid::parse_str(id).unwrap_or_else(|_| panic!("{id:?} is not a UUID"))
 }
 
 /// An expiry no test outlives.

@@ -30,6 +30,10 @@ pub struct ConnectionConfig {
     pub idle_check: Duration,
 }
 
+/// The `application_name` of the functions' connections (as `pg_stat_activity` shows them)
+/// when DATABASE_URL sets none.
+const APPLICATION_NAME: &str = "lti-storage";
+
 const SECONDS_IN_A_YEAR: u64 = 365 * 24 * 3600;
 /// A cache budget beyond the largest Lambda function's memory (10 GB) is a mistake.
 const MAX_CACHE_BYTES: u64 = 10 * 1024 * 1024 * 1024;
@@ -44,7 +48,7 @@ impl Config {
     /// Reads the configuration through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let flag = |name, default| parse_flag(name, lookup(name), default);
-        let (database, login) = lambda_postgres_login::from_lookup(&lookup)?;
+        let (database, login) = lambda_postgres_login::from_lookup(&lookup, APPLICATION_NAME)?;
         let number = |name: &'static str, default: u64, min: u64, max: u64| {
             parse_number(name, lookup(name), default, min, max)
         };

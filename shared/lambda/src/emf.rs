@@ -9,28 +9,19 @@
 //! The line holds names, counts and times, and a failure's message, which never carries the
 //! values of a call (see `lti_storage::error`): never a nonce, a session or a secret.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lti_storage::Error;
+use serde::{Serialize, Serializer};
 
 pub const NAMESPACE: &str = "LtiStorage";
 
 /// CloudWatch's names for the units the lines use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Unit {
     Count,
     Microseconds,
-}
-
-impl Unit {
-    fn as_str(self) -> &'static str {
-        match self {
-            Unit::Count => "Count",
-            Unit::Microseconds => "Microseconds",
-        }
-    }
 }
 
 /// One value of a line, published as a metric of that name.
@@ -69,16 +60,24 @@ pub enum Dimensions {
 }
 
 impl Dimensions {
-    fn as_json(self) -> &'static str {
+    fn sets(self) -> &'static [&'static [&'static str]] {
         match self {
-            Dimensions::OpAndFunction => r#"[["Function","Op"],["Function"]]"#,
-            Dimensions::Op => r#"[["Function","Op"]]"#,
+            Dimensions::OpAndFunction => &[&["Function", "Op"], &["Function"]],
+            Dimensions::Op => &[&["Function", "Op"]],
         }
     }
 }
 
 /// The dimension sets of `Errors`: by error type, and by operation and error type.
-const ERROR_DIMENSIONS: &str = r#"[["Function","ErrorType"],["Function","Op","ErrorType"]]"#;
+const ERROR_DIMENSIONS: &[&[&str]] =
+    &[&["Function", "ErrorType"], &["Function", "Op", "ErrorType"]];
+
+/// The metric of a failed invocation.
+const ERRORS: Metric = Metric {
+    name: "Errors",
+    unit: Unit::Count,
+    value: 1,
+};
 
 /// What one invocation reports.
 #[derive(Debug, Clone, Copy)]
@@ -118,72 +117,122 @@ impl Emitter {
     /// Writes `line` to stdout, which Lambda sends to CloudWatch Logs: one `write`, so lines
     /// of other writers never land inside it.
     pub fn emit(&self, line: &Line<'_>) {
-        let mut text = String::with_capacity(512);
+        let mut text = Vec::with_capacity(512);
         self.format(line, epoch_ms_now(), &mut text);
         // Nothing to do about a closed stdout: the invocation's answer matters more.
-        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        let _ = std::io::stdout().lock().write_all(&text);
     }
 
-    /// The JSON text of `line` stamped `timestamp_ms`, with its newline.
-    pub fn format(&self, line: &Line<'_>, timestamp_ms: u64, out: &mut String) {
-        // Writing to a String cannot fail: the results of `write!` are ignored.
-        let _ = write!(
-            out,
-            r#"{{"_aws":{{"Timestamp":{timestamp_ms},"CloudWatchMetrics":[{{"Namespace":"{NAMESPACE}","Dimensions":{},"Metrics":["#,
-            line.dimensions.as_json()
-        );
-        for (i, metric) in line.metrics.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(
-                out,
-                r#"{{"Name":"{}","Unit":"{}"}}"#,
-                metric.name,
-                metric.unit.as_str()
-            );
+    /// Adds the JSON text of `line` stamped `timestamp_ms`, with its newline, to `out`.
+    pub fn format(&self, line: &Line<'_>, timestamp_ms: u64, out: &mut Vec<u8>) {
+        let directives = [
+            Directive {
+                namespace: NAMESPACE,
+                dimensions: line.dimensions.sets(),
+                metrics: Definitions(line.metrics),
+            },
+            Directive {
+                namespace: NAMESPACE,
+                dimensions: ERROR_DIMENSIONS,
+                metrics: Definitions(&[ERRORS]),
+            },
+        ];
+        let directives = if line.error.is_some() {
+            &directives[..]
+        } else {
+            &directives[..1]
+        };
+        let document = Document {
+            aws: Aws {
+                timestamp: timestamp_ms,
+                cloud_watch_metrics: directives,
+            },
+            function: &self.function,
+            op: line.op,
+            request_id: line.request_id,
+            values: Values(line.metrics, line.properties),
+            failure: line.error.map(|err| Failure {
+                error_type: err.kind.as_str(),
+                errors: ERRORS.value,
+                message: &err.message,
+            }),
+        };
+        let start = out.len();
+        // Strings and whole numbers under names: nothing of it can fail to serialize. Were it
+        // to, no partial line is left behind.
+        match serde_json::to_writer(&mut *out, &document) {
+            Ok(()) => out.push(b'\n'),
+            Err(_) => out.truncate(start),
         }
-        out.push_str("]}");
-        if line.error.is_some() {
-            let _ = write!(
-                out,
-                r#",{{"Namespace":"{NAMESPACE}","Dimensions":{ERROR_DIMENSIONS},"Metrics":[{{"Name":"Errors","Unit":"Count"}}]}}"#
-            );
-        }
-        out.push_str(r#"]},"Function":"#);
-        push_json_string(out, &self.function);
-        out.push_str(r#","Op":"#);
-        push_json_string(out, line.op);
-        out.push_str(r#","RequestId":"#);
-        push_json_string(out, line.request_id);
-        for metric in line.metrics {
-            let _ = write!(out, r#","{}":{}"#, metric.name, metric.value);
-        }
-        for (name, value) in line.properties {
-            let _ = write!(out, r#","{name}":{value}"#);
-        }
-        if let Some(err) = line.error {
-            let _ = write!(out, r#","ErrorType":"{}","Errors":1,"Message":"#, err.kind);
-            push_json_string(out, &err.message);
-        }
-        out.push_str("}\n");
     }
 }
 
-/// `text` as a JSON string.
-fn push_json_string(out: &mut String, text: &str) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c < ' ' => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
+/// A line as JSON: the `_aws` block, the dimensions' values, the metrics' values and the
+/// properties, then a failure's members.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Document<'a> {
+    #[serde(rename = "_aws")]
+    aws: Aws<'a>,
+    function: &'a str,
+    op: &'a str,
+    request_id: &'a str,
+    #[serde(flatten)]
+    values: Values<'a>,
+    #[serde(flatten)]
+    failure: Option<Failure<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Aws<'a> {
+    timestamp: u64,
+    cloud_watch_metrics: &'a [Directive<'a>],
+}
+
+/// Metrics, by name, and the dimension sets they go to.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Directive<'a> {
+    namespace: &'static str,
+    dimensions: &'static [&'static [&'static str]],
+    metrics: Definitions<'a>,
+}
+
+/// The metrics' names and units, as a directive lists them.
+struct Definitions<'a>(&'a [Metric]);
+
+impl Serialize for Definitions<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Definition {
+            name: &'static str,
+            unit: Unit,
         }
+        serializer.collect_seq(self.0.iter().map(|metric| Definition {
+            name: metric.name,
+            unit: metric.unit,
+        }))
     }
-    out.push('"');
+}
+
+/// The metrics' values, then the properties: members named after them.
+struct Values<'a>(&'a [Metric], &'a [(&'static str, u64)]);
+
+impl Serialize for Values<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let metrics = self.0.iter().map(|metric| (metric.name, metric.value));
+        serializer.collect_map(metrics.chain(self.1.iter().copied()))
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Failure<'a> {
+    error_type: &'static str,
+    errors: u64,
+    message: &'a str,
 }
 
 fn epoch_ms_now() -> u64 {
@@ -195,13 +244,33 @@ fn epoch_ms_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lti_storage::ErrorKind;
 
     #[test]
-    fn strings_are_escaped_as_json_wants() {
-        let mut out = String::new();
-        push_json_string(&mut out, "a \"b\" \\ c\nd\u{1}é");
-        assert_eq!(out, r#""a \"b\" \\ c\nd\u0001é""#.replace("\\n", "\\u000a"));
-        let parsed: String = serde_json::from_str(&out).expect("valid JSON");
-        assert_eq!(parsed, "a \"b\" \\ c\nd\u{1}é");
+    fn quotes_backslashes_and_control_characters_come_out_as_json_intact() {
+        let nasty = "a \"b\" \\ c\nd\u{1}\u{1f}\u{7f}é 😀";
+        let err = Error::new(ErrorKind::Internal, nasty);
+        let mut out = Vec::new();
+        Emitter::named(nasty).format(
+            &Line {
+                op: nasty,
+                request_id: nasty,
+                dimensions: Dimensions::Op,
+                metrics: &[Metric::count("Calls", 1)],
+                properties: &[],
+                error: Some(&err),
+            },
+            1,
+            &mut out,
+        );
+        let text = String::from_utf8(out).expect("UTF-8");
+        assert!(
+            text.ends_with("}\n") && text.matches('\n').count() == 1,
+            "{text}"
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        for member in ["Function", "Op", "RequestId", "Message"] {
+            assert_eq!(parsed[member], nasty, "{member}");
+        }
     }
 }

@@ -46,6 +46,9 @@ pub struct DatabaseConfig {
     pub ssl_root_cert: Option<PathBuf>,
     /// The URL this was parsed from, which a database secret completes.
     pub(crate) url: String,
+    /// The `application_name` the server is given when the URL sets none (the caller's
+    /// name, as `pg_stat_activity` shows it); a secret's URL gets it too.
+    pub(crate) default_application_name: String,
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -65,8 +68,13 @@ impl DatabaseConfig {
     /// Parses a `postgres://` URL. `sslmode` (all five libpq modes) and `sslrootcert` are
     /// handled here because tokio-postgres knows only three modes; `PGSSLROOTCERT` is the
     /// fallback for the root certificate, as in libpq. The URL may leave out the host (a
-    /// database secret can give it): callers check.
-    pub fn parse(url: &str, pg_ssl_root_cert: Option<&str>) -> Result<Self, ConfigError> {
+    /// database secret can give it): callers check. `default_application_name` is the
+    /// `application_name` when the URL sets none (none when it is empty).
+    pub fn parse(
+        url: &str,
+        pg_ssl_root_cert: Option<&str>,
+        default_application_name: &str,
+    ) -> Result<Self, ConfigError> {
         const VAR: &str = "DATABASE_URL";
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(config_error(
@@ -115,14 +123,15 @@ impl DatabaseConfig {
             SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
             _ => tokio_postgres::config::SslMode::Require,
         });
-        if postgres.get_application_name().is_none() {
-            postgres.application_name("lti-storage");
+        if postgres.get_application_name().is_none() && !default_application_name.is_empty() {
+            postgres.application_name(default_application_name);
         }
         Ok(DatabaseConfig {
             postgres,
             ssl_mode,
             ssl_root_cert,
             url: url.to_owned(),
+            default_application_name: default_application_name.to_owned(),
         })
     }
 }
@@ -147,9 +156,12 @@ pub enum DatabaseLogin {
 
 /// The database's place and login, read through `lookup` (the environment, or a map in
 /// tests): DATABASE_URL, PGSSLROOTCERT, DATABASE_SECRET_ARN, DATABASE_IAM_AUTH and, for a
-/// secret or a token, the AWS variables Lambda sets.
+/// secret or a token, the AWS variables Lambda sets. `default_application_name` names the
+/// caller to the server (`pg_stat_activity`) when DATABASE_URL (or the secret) sets no
+/// `application_name`.
 pub fn from_lookup(
     lookup: &impl Fn(&str) -> Option<String>,
+    default_application_name: &str,
 ) -> Result<(DatabaseConfig, DatabaseLogin), ConfigError> {
     let flag = |name, default| parse_flag(name, lookup(name), default);
     let secret = lookup("DATABASE_SECRET_ARN").filter(|id| !id.is_empty());
@@ -167,7 +179,11 @@ pub fn from_lookup(
             ))
         }
     };
-    let database = DatabaseConfig::parse(&url, lookup("PGSSLROOTCERT").as_deref())?;
+    let database = DatabaseConfig::parse(
+        &url,
+        lookup("PGSSLROOTCERT").as_deref(),
+        default_application_name,
+    )?;
     if secret.is_none() && database.postgres.get_hosts().is_empty() {
         return Err(config_error("DATABASE_URL", "names no host"));
     }

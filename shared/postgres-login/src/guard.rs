@@ -7,16 +7,39 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_postgres::tls::{ChannelBinding, TlsStream};
+use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsStream};
 use tokio_postgres::Socket;
-
-use crate::tls::{Refused, RustlsStream};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// What the stream runs over: the socket, or TLS on it.
 pub(crate) enum Transport {
     Plain(Socket),
     /// Boxed: a TLS session's buffers are a kilobyte, the socket a few words.
     Tls(Box<RustlsStream>),
+}
+
+/// The TLS stream of tokio-postgres-rustls over the socket.
+pub(crate) type RustlsStream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
+
+/// Why a connection was given up before tokio-postgres could go on; `attempt::connect_error`
+/// maps it to the caller's error.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refused {
+    #[error("server does not support TLS")]
+    ServerWithoutTls,
+    /// The method the server asked for: "cleartext" or "MD5".
+    #[error("the server asked for the password in {0} without being verified")]
+    PasswordRevealed(&'static str),
+}
+
+impl Refused {
+    /// The refusal behind a failed connect, if that is what it was.
+    pub(crate) fn of(err: &tokio_postgres::Error) -> Option<&Refused> {
+        std::error::Error::source(err)?
+            .downcast_ref::<io::Error>()?
+            .get_ref()?
+            .downcast_ref::<Refused>()
+    }
 }
 
 /// The connection's stream. Until authentication is over it reads the server's messages

@@ -4,6 +4,7 @@
 //! Secrets Manager secret read at run time, an RDS IAM token). `Login` is the
 //! `lambda_postgres::Connect` the functions plug in.
 
+mod attempt;
 mod config;
 mod guard;
 mod login;

@@ -21,7 +21,7 @@ use tokio_postgres::{CancelToken, Client, Connection, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{ConfigError, DatabaseConfig, SslMode};
-use crate::guard::{Guarded, Transport};
+use crate::guard::{Guarded, Refused, Transport};
 
 /// The Amazon RDS, Aurora and RDS Proxy CA certificates (scripts/refresh-rds-ca.sh), trusted
 /// beside the Mozilla set when no root certificate is configured, so `verify-full` works
@@ -108,27 +108,6 @@ impl Connector {
     /// over a connection of its own made as this one makes them.
     pub(crate) async fn cancel(&self, token: &CancelToken) -> Result<(), tokio_postgres::Error> {
         token.cancel_query(self.negotiation.clone()).await
-    }
-}
-
-/// Why a connection was given up before tokio-postgres could go on; `db` maps it to the
-/// caller's error.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Refused {
-    #[error("server does not support TLS")]
-    ServerWithoutTls,
-    /// The method the server asked for: "cleartext" or "MD5".
-    #[error("the server asked for the password in {0} without being verified")]
-    PasswordRevealed(&'static str),
-}
-
-impl Refused {
-    /// The refusal behind a failed connect, if that is what it was.
-    pub(crate) fn of(err: &tokio_postgres::Error) -> Option<&Refused> {
-        std::error::Error::source(err)?
-            .downcast_ref::<io::Error>()?
-            .get_ref()?
-            .downcast_ref::<Refused>()
     }
 }
 
@@ -321,7 +300,6 @@ struct Rules {
 }
 
 type RustlsConnect = <MakeRustlsConnect as MakeTlsConnect<Socket>>::TlsConnect;
-pub(crate) type RustlsStream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
 
 impl MakeTlsConnect<Socket> for Negotiation {
     type Stream = Guarded;
@@ -411,7 +389,8 @@ mod tests {
 
     #[test]
     fn without_a_root_certificate_the_mozilla_and_rds_roots_are_trusted() {
-        let config = DatabaseConfig::parse("postgres://u@db.example.com/db", None).unwrap();
+        let config =
+            DatabaseConfig::parse("postgres://u@db.example.com/db", None, "lti-storage").unwrap();
         let store = root_store(&config).unwrap();
         let rds = CertificateDer::pem_slice_iter(AWS_RDS_ROOTS.as_bytes()).count();
         assert_eq!(store.len(), webpki_roots::TLS_SERVER_ROOTS.len() + rds);

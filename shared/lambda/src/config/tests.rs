@@ -78,6 +78,11 @@ fn defaults_apply_when_only_database_url_is_set() {
     assert_eq!(config.database.postgres.get_dbname(), Some("lti"));
     assert_eq!(config.database.postgres.get_user(), Some("lti"));
     assert_eq!(config.database.postgres.get_ports(), &[5432]);
+    // The server sees the functions by name.
+    assert_eq!(
+        config.database.postgres.get_application_name(),
+        Some("lti-storage")
+    );
 }
 
 #[test]

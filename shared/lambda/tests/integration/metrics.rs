@@ -21,8 +21,9 @@ fn written(
     serde_json::Map<String, serde_json::Value>,
     Vec<emf::Published>,
 ) {
-    let mut text = String::new();
+    let mut text = Vec::new();
     Emitter::named("stack-storage").format(line, NOW_MS, &mut text);
+    let text = String::from_utf8(text).expect("UTF-8");
     assert!(
         text.ends_with("}\n") && text.matches('\n').count() == 1,
         "{text}"

@@ -3,23 +3,59 @@
 //! operations (names, arguments, HTTP routes, dispatch) is in `request.rs`.
 
 mod clients;
+mod deployments;
+mod launch_configs;
 mod nonces;
 mod sessions;
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::access::Surface;
-use crate::cache::TtlCache;
+use crate::cache::{Footprint, TtlCache};
 use crate::config::Config;
 use crate::db::{Connect, Database};
 use crate::model::LaunchConfig;
 
-use clients::ChangeWatch;
-pub use clients::LaunchConfigKey;
+/// The key of a cached launch config: what it was asked with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LaunchConfigKey {
+    pub iss: String,
+    pub client_id: String,
+    pub deployment_id: String,
+}
+
+impl Footprint for LaunchConfigKey {
+    fn footprint(&self) -> usize {
+        self.iss.footprint() + self.client_id.footprint() + self.deployment_id.footprint()
+    }
+}
+
+impl Footprint for LaunchConfig {
+    fn footprint(&self) -> usize {
+        [
+            &self.iss,
+            &self.client_id,
+            &self.deployment_id,
+            &self.auth_url,
+            &self.token_url,
+            &self.jwks_url,
+        ]
+        .into_iter()
+        .map(Footprint::footprint)
+        .sum()
+    }
+}
+
+/// The change counter as this container last read it, and when.
+#[derive(Debug, Default)]
+struct ChangeWatch {
+    version: Option<i64>,
+    checked_at: Option<Instant>,
+}
 
 /// One per container: the database connection and the caches, built once at init and kept
 /// across warm invocations.
