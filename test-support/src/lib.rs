@@ -216,10 +216,16 @@ pub fn free_port() -> u16 {
         .expect("a free local port")
 }
 
-/// A payload through the path the storage function takes: parse, then handle.
+/// A payload through the path the storage function takes: parse, then handle; the answer's
+/// JSON text read back.
 pub async fn call(storage: &Storage, payload: Value) -> Result<Value, Error> {
     let request = Request::from_payload(payload)?;
-    storage.handle(request).await
+    storage.handle(request).await.map(|answer| json_of(&answer))
+}
+
+/// The JSON text of an answer, read back.
+pub fn json_of(answer: &serde_json::value::RawValue) -> Value {
+    serde_json::from_str(answer.get()).expect("an answer is JSON")
 }
 
 /// `call` with a metrics tally of its own, as the storage function keeps one per invocation:

@@ -3,13 +3,13 @@
 //! Scheduler's, or `{}`): the schedule is the only input that matters. It also answers the
 //! deploy's `Migrations` custom resource (a CloudFormation event) by applying the migrations.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use lti_storage::cleanup::cleanup;
 use lti_storage::Error;
 use lti_storage_lambda::emf::{Dimensions, Emitter, Line, Metric};
-use lti_storage_lambda::{custom_resource, diagnostic, ConfigError, Storage};
+use lti_storage_lambda::{custom_resource, diagnostic, epoch_ms_now, ConfigError, Storage};
 use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
@@ -142,12 +142,6 @@ fn time_left(deadline_ms: u64, now_ms: u64) -> Duration {
         return Duration::from_millis(deadline_ms);
     }
     Duration::from_millis(deadline_ms.saturating_sub(now_ms))
-}
-
-fn epoch_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |now| now.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use lti_storage::access::Surface;
 use lti_storage::Error;
 use lti_storage_lambda::http::{parse_query, route, Response};
 use lti_storage_lambda::Storage;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// Whether a payload is an HTTP event rather than a direct invocation.
@@ -34,7 +35,7 @@ pub struct Answered {
     /// The error the response reports, for the metrics line.
     pub error: Option<Error>,
     /// The response event.
-    pub event: Value,
+    pub event: Box<RawValue>,
 }
 
 /// Answers one HTTP event.
@@ -105,17 +106,17 @@ fn request_body(request: &LambdaFunctionUrlRequest) -> Result<Value, Error> {
         .map_err(|err| Error::invalid_input(format!("the body is not valid JSON: {err}")))
 }
 
-fn to_event(response: Response) -> Value {
+fn to_event(response: Response) -> Box<RawValue> {
     let mut event = LambdaFunctionUrlResponse::default();
     event.status_code = i64::from(response.status);
     if let Some(body) = response.body {
         event
             .headers
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        event.body = Some(body.to_string());
+        event.body = Some(Box::<str>::from(body).into_string());
     }
     // A response event is plain strings and numbers; serialising it cannot fail.
-    serde_json::to_value(event).unwrap_or_default()
+    serde_json::value::to_raw_value(&event).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -135,8 +136,9 @@ mod tests {
         let event = json!({"requestContext": {"http": {"method": 5}}, "rawPath": "/clients"});
         let answered = handle(&storage, Surface::Admin, event).await;
         assert_eq!(answered.status, 400);
-        assert_eq!(answered.event["statusCode"], 400);
-        let body: Value = serde_json::from_str(answered.event["body"].as_str().unwrap()).unwrap();
+        let event: Value = serde_json::from_str(answered.event.get()).unwrap();
+        assert_eq!(event["statusCode"], 400);
+        let body: Value = serde_json::from_str(event["body"].as_str().unwrap()).unwrap();
         assert_eq!(body["errorType"], "InvalidInput");
         assert_eq!(body["errorMessage"], "not a function URL event");
     }

@@ -15,7 +15,7 @@ use lti_storage::{Error, Request};
 use lti_storage_lambda::emf::{Dimensions, Emitter, Line, Metric};
 use lti_storage_lambda::{diagnostic, Storage};
 use payload::{Gate, Payload};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 fn main() -> Result<(), lambda_runtime::Error> {
     // Lambda Managed Instances send one environment many invocations at once: they share its
@@ -73,7 +73,7 @@ async fn handle(
     invocation: &Invocation<'_>,
     surface: Surface,
     payload: Payload<String>,
-) -> Result<Value, Diagnostic> {
+) -> Result<Box<RawValue>, Diagnostic> {
     let storage = invocation.storage;
     let payload = match payload.into_json() {
         Ok(payload) => payload,

@@ -196,10 +196,10 @@ async fn measure(storage: &Storage, proxy: &Proxy, case: Case, warm_up: usize) -
         let took = started.elapsed();
         let round_trips = proxy.round_trips() - before;
 
-        let value = result.unwrap_or_else(|err| panic!("{}: {err}", measured.label));
+        let answer = result.unwrap_or_else(|err| panic!("{}: {err}", measured.label));
         if case.must_find {
             assert!(
-                !(value.is_null() || value == false),
+                !matches!(answer.get(), "null" | "false"),
                 "{}: found nothing",
                 measured.label
             );

@@ -10,9 +10,11 @@
 //! values of a call (see `lti_storage::error`): never a nonce, a session or a secret.
 
 use std::io::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use lti_storage::Error;
+
+use crate::epoch_ms_now;
 use serde::{Serialize, Serializer};
 
 pub const NAMESPACE: &str = "LtiStorage";
@@ -233,12 +235,6 @@ struct Failure<'a> {
     error_type: &'static str,
     errors: u64,
     message: &'a str,
-}
-
-fn epoch_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |now| now.as_millis() as u64)
 }
 
 #[cfg(test)]

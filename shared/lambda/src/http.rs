@@ -7,6 +7,7 @@
 //! 500 Internal, with body `{"errorType": ..., "errorMessage": ...}`; an unknown path is 404
 //! NotFound, a known path with another method 405 InvalidInput.
 
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use lti_storage::input;
@@ -15,10 +16,11 @@ use lti_storage::route::{Input, Reply, Route};
 use lti_storage::{Error, ErrorKind, Result};
 
 /// A response before it is put in the shape of the event source.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
-    pub body: Option<Value>,
+    /// The body's JSON text.
+    pub body: Option<Box<RawValue>>,
     /// The error the body reports, kept as it is for the invocation's metrics line.
     pub error: Option<Error>,
 }
@@ -42,26 +44,28 @@ impl Response {
     fn error_with_status(status: u16, err: &Error) -> Response {
         Response {
             status,
-            body: Some(json!({"errorType": err.kind.as_str(), "errorMessage": err.message})),
+            body: Some(json_text(
+                &json!({"errorType": err.kind.as_str(), "errorMessage": err.message}),
+            )),
             error: Some(err.clone()),
         }
     }
 
-    /// The response for an operation's outcome.
-    pub fn from_result(reply: Reply, result: Result<Value>) -> Response {
-        let value = match result {
-            Ok(value) => value,
+    /// The response for an operation's outcome (its answer's JSON text).
+    pub fn from_result(reply: Reply, result: Result<Box<RawValue>>) -> Response {
+        let answer = match result {
+            Ok(answer) => answer,
             Err(err) => return Response::error(&err),
         };
         let (status, body) = match reply {
-            Reply::Found(missing) if value.is_null() => {
+            Reply::Found(missing) if answer.get() == "null" => {
                 return Response::error(&Error::not_found(missing))
             }
-            Reply::Found(_) | Reply::Ok => (200, Some(value)),
-            Reply::CreatedId => (201, Some(json!({ "id": value }))),
+            Reply::Found(_) | Reply::Ok => (200, Some(answer)),
+            Reply::CreatedId => (201, Some(json_text(&json!({ "id": answer })))),
             Reply::Created => (201, None),
             Reply::NoContent => (204, None),
-            Reply::Valid => (200, Some(json!({ "valid": value }))),
+            Reply::Valid => (200, Some(json_text(&json!({ "valid": answer })))),
         };
         Response {
             status,
@@ -72,7 +76,7 @@ impl Response {
 }
 
 /// A routing failure that is not an operation's: unknown path (404) or method (405).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct NoRoute(pub Response);
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -195,4 +199,9 @@ pub fn parse_query(raw: &str) -> Result<Vec<(String, String)>> {
             }
         })
         .collect()
+}
+
+/// `value` as JSON text. Built from JSON already: writing it cannot fail.
+fn json_text(value: &Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_default()
 }

@@ -62,3 +62,11 @@ pub fn diagnostic(err: lti_storage::Error) -> lambda_runtime::Diagnostic {
         error_message: err.message,
     }
 }
+
+/// Now, in milliseconds since 1970: the time Lambda's deadlines and CloudWatch's timestamps
+/// are given in.
+pub fn epoch_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |now| now.as_millis() as u64)
+}

@@ -164,8 +164,9 @@ macro_rules! operations {
         }
 
         impl<C: Connect> Storage<C> {
-            /// Carries out a request; the result is the JSON the caller gets back.
-            pub async fn handle(&self, request: Request) -> Result<Value> {
+            /// Carries out a request; the result is the JSON text the caller gets back,
+            /// written straight from the result (no `Value` tree in between).
+            pub async fn handle(&self, request: Request) -> Result<Box<RawValue>> {
                 match request {
                     $(Request::$variant($request) => {
                         let $storage = self;
@@ -324,7 +325,7 @@ const MAX_QUOTED_NAME: usize = 32;
 impl<C: Connect> Storage<C> {
     /// `handle` for an invocation through `surface`: an op the surface does not answer is
     /// Forbidden, and nothing is read or written.
-    pub async fn handle_on(&self, surface: Surface, request: Request) -> Result<Value> {
+    pub async fn handle_on(&self, surface: Surface, request: Request) -> Result<Box<RawValue>> {
         if !surface.allows(request.access(), self.dynamic_registration()) {
             return Err(Error::forbidden(format!(
                 "{} is not answered by the {} alias of the storage function; call it through \
@@ -342,8 +343,8 @@ impl<C: Connect> Storage<C> {
     }
 }
 
-fn to_json(value: impl serde::Serialize) -> Result<Value> {
-    serde_json::to_value(value)
+fn to_json(value: impl serde::Serialize) -> Result<Box<RawValue>> {
+    serde_json::value::to_raw_value(&value)
         .map_err(|_| Error::internal("the result could not be turned into JSON"))
 }
 

@@ -5,7 +5,7 @@
 use lti_storage_lambda::http::{route, NoRoute, Response};
 use lti_storage_lambda::Storage;
 use serde_json::{json, Value};
-use test_support::{client_json, new_client};
+use test_support::{client_json, json_of, new_client};
 use uuid::Uuid;
 
 pub const ISS: &str = "https://canvas.instructure.com";
@@ -41,9 +41,11 @@ pub fn success(what: &str, response: Response, status: u16) -> Value {
     match status {
         201 | 204 if response.body.is_none() => Value::Null,
         204 => panic!("{what}: 204 must have no body, got {response:?}"),
-        _ => response
-            .body
-            .unwrap_or_else(|| panic!("{what}: {status} without a body")),
+        _ => json_of(
+            &response
+                .body
+                .unwrap_or_else(|| panic!("{what}: {status} without a body")),
+        ),
     }
 }
 
@@ -54,9 +56,11 @@ pub fn failure(what: &str, response: Response, status: u16, error_type: &str) ->
         response.status, status,
         "{what}: expected {status} {error_type}, got {response:?}"
     );
-    let body = response
-        .body
-        .unwrap_or_else(|| panic!("{what}: error {status} without a body"));
+    let body = json_of(
+        &response
+            .body
+            .unwrap_or_else(|| panic!("{what}: error {status} without a body")),
+    );
     let fields = body
         .as_object()
         .unwrap_or_else(|| panic!("{what}: error body {body} is not an object"));

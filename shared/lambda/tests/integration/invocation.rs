@@ -391,7 +391,7 @@ async fn calls_can_be_spawned_and_overlap_on_one_storage() {
         })
         .collect();
     for call in calls {
-        assert_eq!(call.await.unwrap().unwrap(), Value::Null);
+        assert_eq!(call.await.unwrap().unwrap().get(), "null");
     }
     let stored: i64 = db
         .sql()

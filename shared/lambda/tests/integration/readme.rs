@@ -7,7 +7,9 @@ use lti_storage::route::Reply;
 use lti_storage::ErrorKind;
 use lti_storage_lambda::http::{route, status_of, NoRoute};
 use serde_json::{json, Value};
-use test_support::{add_client, call, client_json, fails, new_client, ok, payload_for, TestDb};
+use test_support::{
+    add_client, call, client_json, fails, json_of, new_client, ok, payload_for, TestDb,
+};
 
 const README: &str = include_str!("../../../../README.md");
 
@@ -222,7 +224,10 @@ async fn every_cause_in_the_errors_table_gives_its_error_type() {
 #[test]
 fn http_errors_and_queries_are_what_the_readme_says() {
     let no_route = |method: &str, path: &str| match route(method, path, &[], Value::Null) {
-        Err(NoRoute(response)) => (response.status, response.body.unwrap()["errorType"].clone()),
+        Err(NoRoute(response)) => (
+            response.status,
+            json_of(&response.body.unwrap())["errorType"].clone(),
+        ),
         Ok(_) => panic!("{method} {path} has a route"),
     };
     assert!(README.contains("an unknown path is 404 NotFound"));

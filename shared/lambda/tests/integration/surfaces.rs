@@ -9,11 +9,14 @@ use lti_storage::request::{NoArgs, OPS};
 use lti_storage::{ErrorKind, Request};
 use lti_storage_lambda::Storage;
 use serde_json::{json, Value};
-use test_support::{ok, payload_for, TestDb};
+use test_support::{json_of, ok, payload_for, TestDb};
 
 async fn on(storage: &Storage, surface: Surface, op: &str) -> Result<Value, lti_storage::Error> {
     let request = Request::from_payload(payload_for(op)).expect("a valid payload");
-    storage.handle_on(surface, request).await
+    storage
+        .handle_on(surface, request)
+        .await
+        .map(|answer| json_of(&answer))
 }
 
 const RUNTIME: &[&str] = &[
@@ -86,7 +89,7 @@ async fn the_admin_alias_answers_every_op() {
         }
     }
     let migrate = storage.handle_on(Surface::Admin, Request::Migrate(NoArgs {}));
-    assert_eq!(migrate.await.unwrap(), json!({"applied": []}));
+    assert_eq!(json_of(&migrate.await.unwrap()), json!({"applied": []}));
 }
 
 /// The function's ARN, as Lambda gives it to an invocation that names no qualifier.
@@ -102,6 +105,7 @@ async fn invoked(
     storage
         .handle_on(storage.surface_of(invoked_arn), request)
         .await
+        .map(|answer| json_of(&answer))
 }
 
 /// An update of the client's jwksUrl, which a caller able to make it could point at keys of

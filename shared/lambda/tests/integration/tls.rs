@@ -14,7 +14,7 @@ use rcgen::{
 };
 use serde_json::json;
 use test_support::cluster::Cluster;
-use test_support::{config_at, storage_at, with_param, with_password, TestDb};
+use test_support::{config_at, json_of, storage_at, with_param, with_password, TestDb};
 
 /// A CA that can sign server certificates.
 struct Ca {
@@ -148,7 +148,7 @@ async fn server_view_of_storage_connection(admin_url: &str) -> Option<(bool, Opt
 /// about its connection.
 async fn migrate_and_look(storage: &Storage, admin_url: &str) -> (bool, Option<String>) {
     let request = Request::from_payload(json!({"op": "migrate"})).unwrap();
-    let applied = storage.handle(request).await.expect("migrate succeeds");
+    let applied = json_of(&storage.handle(request).await.expect("migrate succeeds"));
     assert!(
         !applied["applied"].as_array().unwrap().is_empty(),
         "the schema was empty: migrations must have been applied, got {applied}"

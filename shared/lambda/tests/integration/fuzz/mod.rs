@@ -14,7 +14,7 @@ use lti_storage_lambda::Storage;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Value};
-use test_support::TestDb;
+use test_support::{json_of, TestDb};
 use tokio::runtime::Runtime;
 use uuid::Uuid;
 
@@ -62,7 +62,7 @@ impl World {
                 )
                 .await
                 .unwrap();
-            let client = client.as_str().unwrap().to_string();
+            let client = json_of(&client).as_str().unwrap().to_string();
             let deployment = storage
                 .handle(
                     Request::from_payload(json!({"op": "addDeployment", "clientId": client,
@@ -71,7 +71,7 @@ impl World {
                 )
                 .await
                 .unwrap();
-            let deployment = deployment.as_str().unwrap().to_string();
+            let deployment = json_of(&deployment).as_str().unwrap().to_string();
             let reader = db.storage_with(&[patient[0], patient[1], ("SESSION_CACHE_CAPACITY", "0")]);
             let mut ids = vec![client, deployment];
             ids.extend((0..4).map(|_| Uuid::new_v4().to_string()));
