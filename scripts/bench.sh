@@ -94,7 +94,9 @@ else
   "${pin[@]}" scripts/with-postgres.sh bash -c '
     set -euo pipefail
     echo "-- before ($1)"
-    (cd "$2" && CARGO_TARGET_DIR=$3 cargo bench -q -p "$4" --bench operations) | tee "$5/before"
+    # A benchmark from before the cleanup op stops at it, after its first table.
+    (cd "$2" && CARGO_TARGET_DIR=$3 cargo bench -q -p "$4" --bench operations) | tee "$5/before" ||
+      echo "(the baseline'"'"'s benchmark stopped early: the rows it printed are compared)"
     echo "-- after"
     cargo bench -q -p lti-storage-lambda --bench operations | tee "$5/after"
   ' bash "$baseline" "$base_src" "$base_target" "$base_bench_package" "$tables"

@@ -5,7 +5,7 @@
 //! serving what a write replaced, cleanup, each call's own time limit, and each call's own
 //! metrics.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,6 +88,9 @@ fn assert_answers(answers: &[Answer], calls: &[(Value, Value)]) {
 /// The most backends named `name` seen at once, sampled every millisecond until `most`.
 struct Backends {
     stop: Arc<AtomicBool>,
+    /// A backend being terminated: no longer counted. It stays listed until it has finished
+    /// exiting, while its client, told so, may already have connected again.
+    ending: Arc<AtomicI32>,
     most: tokio::task::JoinHandle<i64>,
 }
 
@@ -95,14 +98,16 @@ impl Backends {
     async fn watch(db: &TestDb, name: &str) -> Backends {
         let admin = db.sql().await;
         let stop = Arc::new(AtomicBool::new(false));
-        let (name, stopped) = (name.to_owned(), stop.clone());
+        let ending = Arc::new(AtomicI32::new(0));
+        let (name, stopped, ended) = (name.to_owned(), stop.clone(), ending.clone());
         let most = tokio::spawn(async move {
             let mut most = 0;
             while !stopped.load(Ordering::Relaxed) {
                 let now: i64 = admin
                     .query_one(
-                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
-                        &[&name],
+                        "SELECT count(*) FROM pg_stat_activity
+                         WHERE application_name = $1 AND pid <> $2",
+                        &[&name, &ended.load(Ordering::Relaxed)],
                     )
                     .await
                     .expect("count backends")
@@ -112,7 +117,22 @@ impl Backends {
             }
             most
         });
-        Backends { stop, most }
+        Backends { stop, ending, most }
+    }
+
+    /// Stops counting the one backend named `name` now: it is about to be terminated.
+    async fn ending(&self, db: &TestDb, name: &str) {
+        let pid: i32 = db
+            .sql()
+            .await
+            .query_one(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+                &[&name],
+            )
+            .await
+            .expect("one backend")
+            .get(0);
+        self.ending.store(pid, Ordering::Relaxed);
     }
 
     async fn most(self) -> i64 {
@@ -283,6 +303,7 @@ async fn a_connection_broken_under_64_calls_is_opened_again_once_and_no_call_fai
     let payloads: Vec<Value> = calls.iter().map(|(payload, _)| payload.clone()).collect();
     let others = send_all(&storage, &payloads);
     until_round_trips(&proxy, sent + calls.len() as u64).await;
+    backends.ending(&db, &name).await;
     assert_eq!(db.terminate(&name).await, 1);
 
     // Repeated on the new connection, the first call waits for the lock again.
