@@ -214,6 +214,16 @@ pub(super) async fn cases(
                 ),
             )
             .await;
+            // A session near the 64 KiB limit: a hit on it costs what a hit on a small one
+            // does when the cache hands out its text without copying it.
+            let large = ids(
+                sql,
+                "INSERT INTO sessions (id, data, expires_at)
+                 VALUES (gen_random_uuid(), jsonb_build_object('padding', repeat('x', 60000)),
+                         now() + interval '1 hour')
+                 RETURNING id",
+            )
+            .await;
             vec![
                 Case::new(
                     op,
@@ -228,6 +238,13 @@ pub(super) async fn cases(
                     true,
                     n,
                     |_| json!({"op": op, "sessionId": sessions[0]}),
+                ),
+                Case::new(
+                    "getSession (cache hit, 60 KB)",
+                    CacheHit,
+                    true,
+                    n,
+                    |_| json!({"op": op, "sessionId": large[0]}),
                 ),
             ]
         }
