@@ -7,9 +7,10 @@
 //!
 //! Run by `scripts/bench.sh` (which builds the binaries and starts a throwaway PostgreSQL);
 //! by hand: `cargo build --release -p storage -p cleanup`, then
-//! `TEST_DATABASE_URL=postgres://... cargo bench -p lti-storage-lambda --bench lambda` (add `-- load`
-//! for the connection figures alone). Everything happens in a schema of its own, dropped at
-//! the end, and in clusters of its own for the connection limits.
+//! `TEST_DATABASE_URL=postgres://... cargo bench -p lti-storage-lambda --bench lambda` (add
+//! `-- load` for the connection figures alone, `-- cold` for the cold starts alone).
+//! Everything happens in a schema of its own, dropped at the end, and in clusters of its own
+//! for the connection limits.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -79,6 +80,8 @@ async fn run(url: &str) {
         db.remove().await;
         return;
     }
+    // `cold`: the cold starts alone (with BASELINE_BIN, before and after in one run).
+    let cold_only = std::env::args().any(|arg| arg == "cold");
     if !std::env::args().any(|arg| arg == "load") {
         cold_start(&builds, &db.url, None).await;
         // The same with the login read from Secrets Manager (moto's, on 127.0.0.1).
@@ -86,6 +89,11 @@ async fn run(url: &str) {
         let arn = moto.create_secret("lti-storage/bench", &db.url);
         cold_start(&builds, &db.url, Some((&moto, &arn))).await;
         drop(moto);
+        if cold_only {
+            drop(sql);
+            db.remove().await;
+            return;
+        }
         mixed_load(&storage, &db.url).await;
         oversized_payload(&builds, &db.url).await;
         cleanup_backlog(&cleanup, &db.url, &sql).await;
