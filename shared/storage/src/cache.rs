@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
-use serde_json::Value;
 
 use crate::metrics::Tally;
 use lambda_postgres::lock;
@@ -39,20 +38,11 @@ impl Footprint for String {
     }
 }
 
-impl Footprint for Value {
+/// A cached answer's JSON text, shared by every hit.
+impl Footprint for std::sync::Arc<serde_json::value::RawValue> {
     fn footprint(&self) -> usize {
-        /// A map entry: the key and the tree node's share around it.
-        const MAP_ENTRY: usize = size_of::<String>() + 16;
-        size_of::<Value>()
-            + match self {
-                Value::String(text) => text.capacity(),
-                Value::Array(items) => items.iter().map(Footprint::footprint).sum(),
-                Value::Object(map) => map
-                    .iter()
-                    .map(|(key, value)| MAP_ENTRY + key.capacity() + value.footprint())
-                    .sum(),
-                Value::Null | Value::Bool(_) | Value::Number(_) => 0,
-            }
+        // The pointer, and the allocation's two counts and the text.
+        size_of::<Self>() + 2 * size_of::<usize>() + self.get().len()
     }
 }
 

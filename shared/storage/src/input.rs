@@ -58,51 +58,43 @@ pub fn text<'a>(field: &str, value: &'a str) -> Result<&'a str> {
     Ok(value)
 }
 
-/// Session contents: at most `limit` bytes as JSON text (what the caller sent, near enough),
-/// so that no session can take a container's memory.
-pub fn json_size(field: &str, value: &serde_json::Value, limit: usize) -> Result<()> {
-    /// Counts what serde_json writes, without keeping it.
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    serde_json::to_writer(&mut counter, value)
+/// Session contents as the JSON text that is stored: at most `limit` bytes (what the caller
+/// sent, near enough, so that no session can take a container's memory), and no NUL in any
+/// string or key (`\u0000`, which PostgreSQL's jsonb refuses). One pass over the text.
+pub fn session_json(field: &str, value: &serde_json::Value, limit: usize) -> Result<String> {
+    let text = serde_json::to_string(value)
         .map_err(|_| Error::invalid_input(format!("{field} cannot be written as JSON")))?;
-    if counter.0 > limit {
+    if text.len() > limit {
         return Err(Error::invalid_input(format!(
             "{field} is {} bytes as JSON; the limit is {limit} (MAX_SESSION_BYTES)",
-            counter.0
+            text.len()
         )));
     }
-    Ok(())
-}
-
-/// JSON stored in a `jsonb` column: no NUL in any string or key (`\u0000` is refused by
-/// PostgreSQL's jsonb).
-pub fn json(field: &str, value: &serde_json::Value) -> Result<()> {
-    fn has_nul(value: &serde_json::Value) -> bool {
-        match value {
-            serde_json::Value::String(s) => s.contains('\0'),
-            serde_json::Value::Array(items) => items.iter().any(has_nul),
-            serde_json::Value::Object(map) => map
-                .iter()
-                .any(|(key, value)| key.contains('\0') || has_nul(value)),
-            _ => false,
-        }
-    }
-    if has_nul(value) {
+    if has_escaped_nul(&text) {
         return Err(Error::invalid_input(format!(
             "{field} contains a NUL character (\\u0000), which PostgreSQL jsonb cannot store"
         )));
     }
-    Ok(())
+    Ok(text)
+}
+
+/// Whether JSON text holds `\u0000`: outside strings there is no backslash, and inside one
+/// each backslash begins an escape, so escapes are stepped over whole (`\\u0000` is a
+/// backslash and `u0000`).
+fn has_escaped_nul(json: &str) -> bool {
+    let bytes = json.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes[i + 1..].starts_with(b"u0000") {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 /// An `expiresAt` argument: an RFC 3339 string (what `JSON.stringify(new Date())` gives) or
@@ -228,15 +220,36 @@ mod tests {
         assert!(text("nonce", "no nul here").is_ok());
         let err = text("nonce", "a\u{0}").unwrap_err();
         assert!(err.message.starts_with("nonce contains a NUL"), "{err}");
-        assert!(json("session", &json!({"a": [1, {"b": "ok"}], "c": null})).is_ok());
+        let fine = json!({"a": [1, {"b": "ok"}], "c": null, "d": "\\u0000 as text"});
+        assert_eq!(
+            session_json("session", &fine, 1024).unwrap(),
+            fine.to_string(),
+            "the text stored is the session's JSON"
+        );
         for bad in [
             json!("a\u{0}"),
             json!({"deep": [{"x": "a\u{0}"}]}),
             json!({"key\u{0}": 1}),
+            json!({"after": "\\\u{0}"}),
         ] {
-            let err = json("session", &bad).unwrap_err();
+            let err = session_json("session", &bad, 1024).unwrap_err();
             assert!(err.message.starts_with("session contains a NUL"), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_session_over_the_limit_is_refused_naming_its_size_never_its_contents() {
+        let session = json!({"secret": "x".repeat(100)});
+        let size = session.to_string().len();
+        assert!(session_json("session", &session, size).is_ok());
+        let err = session_json("session", &session, size - 1).unwrap_err();
+        assert_eq!(
+            err.message,
+            format!(
+                "session is {size} bytes as JSON; the limit is {} (MAX_SESSION_BYTES)",
+                size - 1
+            )
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use lti_storage::ErrorKind;
 use serde_json::{json, Map, Value};
-use test_support::{fails, ok, TestDb};
+use test_support::{fails, json_of, ok, TestDb};
 
 use crate::values::NASTY;
 
@@ -119,7 +119,7 @@ async fn a_one_megabyte_session_string_round_trips_with_the_size_limit_raised() 
         .collect();
     let session = json!({"id": id, "big": big, "after": "end"});
     ok(&storage, json!({"op": "addSession", "session": session})).await;
-    let fresh = db.storage().get_session(&id).await.unwrap().unwrap();
+    let fresh = json_of(&db.storage().get_session(&id).await.unwrap().unwrap());
     assert_eq!(fresh["big"].as_str().map(str::len), Some(big.len()));
     assert_eq!(fresh, session);
 }

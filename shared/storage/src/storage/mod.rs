@@ -8,10 +8,10 @@ mod launch_configs;
 mod nonces;
 mod sessions;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::access::Surface;
@@ -66,7 +66,7 @@ pub struct Storage<C> {
     changes: Mutex<ChangeWatch>,
     change_check_interval: Duration,
     /// Whole sessions (with their `id`), by id.
-    sessions: TtlCache<Uuid, Value>,
+    sessions: TtlCache<Uuid, Arc<RawValue>>,
     session_ttl: Duration,
     max_session_bytes: usize,
     cleanup_batch_size: u32,

@@ -6,7 +6,12 @@
 
 use std::time::{Duration, Instant};
 
-use postgres_types::Type;
+use std::error::Error as StdError;
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -26,16 +31,42 @@ fn cache_until(row: &Row) -> Option<Instant> {
     Some(Instant::now() + Duration::try_from(remaining).unwrap_or(Duration::ZERO))
 }
 
-/// `{id, ...data}`, the session as the caller stored it. Rows written by other software may
-/// hold a non-object: it is returned as it is.
-fn with_id(id: Uuid, data: Value) -> Value {
-    let Value::Object(data) = data else {
-        return data;
+/// `{"id": ..., ...data}`, the session as the caller stored it, as the JSON text the caller
+/// gets and the cache keeps (a hit copies nothing but the pointer), from `data`'s JSON text.
+/// Rows written by other software may hold a non-object: it is returned as it is.
+fn with_id(id: Uuid, data: String) -> Result<Arc<RawValue>> {
+    let session = match data.strip_prefix('{') {
+        Some("}") => format!("{{\"id\":\"{id}\"}}"),
+        Some(fields) => format!("{{\"id\":\"{id}\",{fields}"),
+        None => data,
     };
-    let mut session = Map::with_capacity(data.len() + 1);
-    session.insert("id".into(), Value::String(id.to_string()));
-    session.extend(data);
-    Value::Object(session)
+    RawValue::from_string(session)
+        .map(Arc::from)
+        .map_err(|_| Error::internal("a session could not be turned into JSON"))
+}
+
+/// JSON text as a `jsonb` parameter, sent as it is: a session is written out once, and that
+/// text is measured, checked and stored.
+#[derive(Debug)]
+struct JsonText<'a>(&'a str);
+
+impl ToSql for JsonText<'_> {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        // jsonb's binary form: a version byte, then the text.
+        out.put_u8(1);
+        out.put_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB
+    }
+
+    to_sql_checked!();
 }
 
 /// The `data` column. jsonb can hold numbers beyond a double (written by other software,
@@ -63,11 +94,9 @@ impl<C: Connect> Storage<C> {
             }
             None => return Err(Error::invalid_input("session.id is missing")),
         };
-        let data = Value::Object(session);
-        input::json("session", &data)?;
-        input::json_size("session", &data, self.max_session_bytes)?;
+        let data = input::session_json("session", &Value::Object(session), self.max_session_bytes)?;
         let ttl_secs = self.session_ttl.as_secs_f64();
-        let stored = &data;
+        let stored = &JsonText(&data);
         // The conditional upsert makes a repeat after a lost answer harmless.
         let row = self
             .db
@@ -94,12 +123,12 @@ impl<C: Connect> Storage<C> {
             )
         })?;
         self.sessions
-            .insert_written(id, with_id(id, data), cache_until(&row));
+            .insert_written(id, with_id(id, data)?, cache_until(&row));
         Ok(id.to_string())
     }
 
     /// The session, or `None` when unknown, expired, or the id is not a UUID.
-    pub async fn get_session(&self, session_id: &str) -> Result<Option<Value>> {
+    pub async fn get_session(&self, session_id: &str) -> Result<Option<Arc<RawValue>>> {
         let Ok(id) = input::uuid("sessionId", session_id) else {
             return Ok(None);
         };
@@ -121,7 +150,8 @@ impl<C: Connect> Storage<C> {
             self.sessions.insert_read(seen, id, None, None);
             return Ok(None);
         };
-        let session = with_id(id, stored_json(&row, "session")?);
+        let data = stored_json(&row, "session")?;
+        let session = with_id(id, data.to_string())?;
         self.sessions
             .insert_read(seen, id, Some(session.clone()), cache_until(&row));
         Ok(Some(session))
@@ -139,9 +169,8 @@ impl<C: Connect> Storage<C> {
             Some(value) => Timestamp::deserialize_value(value)
                 .map_err(|problem| Error::invalid_input(format!("session.expiresAt: {problem}")))?,
         };
-        let data = &Value::Object(session);
-        input::json("session", data)?;
-        input::json_size("session", data, self.max_session_bytes)?;
+        let data = input::session_json("session", &Value::Object(session), self.max_session_bytes)?;
+        let data = &JsonText(&data);
         self.db
             .run("registration session", |db| async move {
                 db.query(

@@ -5,7 +5,7 @@
 use lti_storage::ErrorKind;
 use serde_json::{json, Value};
 use test_support::proxy::{Mode, Proxy};
-use test_support::{far_future, new_client, TestDb, LMS_CLIENT};
+use test_support::{far_future, json_of, new_client, TestDb, LMS_CLIENT};
 
 use super::{nonce_row, session, storage_via};
 
@@ -64,7 +64,7 @@ async fn a_lost_answer_to_add_session_is_retried_without_a_second_row() {
 
     assert_eq!(proxy.accepted(), 2);
     assert_eq!(db.count("SELECT count(*) FROM sessions").await, 2);
-    let stored = db.storage().get_session(&id).await.unwrap().unwrap();
+    let stored = json_of(&db.storage().get_session(&id).await.unwrap().unwrap());
     assert_eq!(Value::Object(session(&id)), stored);
 }
 

@@ -102,7 +102,7 @@ async fn check_stored(
             let mut want = add.session.clone();
             want.insert("id".into(), result.clone());
             let got = world.reader.get_session(result.as_str().unwrap()).await;
-            let got = got.unwrap().unwrap_or_default();
+            let got = got.unwrap().map_or(Value::Null, |got| json_of(&got));
             let want = Value::Object(want);
             prop_assert!(same_json(&got, &want), "stored {}, read {}", want, got);
         }
