@@ -60,6 +60,32 @@ async fn the_data_column_holds_the_session_without_its_id() {
 }
 
 #[tokio::test]
+async fn a_row_whose_data_holds_an_id_is_answered_with_the_rows_id_once() {
+    let db = TestDb::migrated().await;
+    let id = Uuid::new_v4();
+    // As other software might write it: the id inside the data too, and another one.
+    db.sql()
+        .await
+        .execute(
+            "INSERT INTO sessions (id, data, expires_at)
+             VALUES ($1, '{\"id\": \"not-this-one\", \"user\": 1}', now() + interval '1 hour')",
+            &[&id],
+        )
+        .await
+        .expect("a session row");
+    let request = lti_storage::Request::from_payload(
+        json!({"op": "getSession", "sessionId": id.to_string()}),
+    )
+    .unwrap();
+    let text = db.storage().handle(request).await.expect("found");
+    assert_eq!(text.get().matches("\"id\"").count(), 1, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(text.get()).unwrap(),
+        json!({"id": id.to_string(), "user": 1})
+    );
+}
+
+#[tokio::test]
 async fn an_expired_session_is_null() {
     let db = TestDb::migrated().await;
     let id = Uuid::new_v4();

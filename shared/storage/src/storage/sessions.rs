@@ -150,7 +150,12 @@ impl<C: Connect> Storage<C> {
             self.sessions.insert_read(seen, id, None, None);
             return Ok(None);
         };
-        let data = stored_json(&row, "session")?;
+        let mut data = stored_json(&row, "session")?;
+        // The row's id is the session's: an `id` other software kept in `data` would be a
+        // second one in the text.
+        if let Value::Object(fields) = &mut data {
+            fields.remove("id");
+        }
         let session = with_id(id, data.to_string())?;
         self.sessions
             .insert_read(seen, id, Some(session.clone()), cache_until(&row));
