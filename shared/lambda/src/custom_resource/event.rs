@@ -2,21 +2,20 @@
 //! one but names a request type or a response URL is a malformed custom-resource event: what
 //! its answer needs is read from it loosely, so that it can still be answered FAILED.
 
-use aws_lambda_events::event::cloudformation::{
-    CloudFormationCustomResourceRequest, CreateRequest, DeleteRequest, UpdateRequest,
-};
+use aws_lambda_events::event::cloudformation::{CreateRequest, DeleteRequest, UpdateRequest};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// CloudFormation's request. Its properties are read on Create and Update only, so that a
-/// Delete succeeds whatever they hold; Update's old properties are not read, nor required.
-type Request = CloudFormationCustomResourceRequest<Option<Value>, Option<Value>>;
+/// The properties as the request carries them: checked on Create and Update only
+/// (`apply`), so that a Delete succeeds whatever they hold; Update's old properties are not
+/// read, nor required.
+type Properties = Option<Value>;
 
 /// The resource's properties in the template that the function reads (CloudFormation adds
 /// `ServiceToken` and `ServiceTimeout`).
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct Properties {
+struct Versions {
     /// The migration versions: a new migration changes them, so CloudFormation sends an Update.
     versions: Vec<String>,
 }
@@ -53,54 +52,56 @@ impl Event {
     /// `{}`): a payload that neither reads as CloudFormation's request nor has a `RequestType`
     /// or a `ResponseURL`.
     pub fn of(payload: &Value) -> Option<Event> {
-        // The variant `RequestType` names, read straight from the payload: what the enum's
-        // own (internally tagged) Deserialize does, less the copy of the whole event that serde
-        // makes first, which costs 26 KB of code in the binary.
-        let request = match payload.get("RequestType").and_then(Value::as_str) {
-            Some("Create") => CreateRequest::deserialize(payload)
-                .map(Request::Create)
-                .ok(),
-            Some("Update") => UpdateRequest::deserialize(payload)
-                .map(Request::Update)
-                .ok(),
-            Some("Delete") => DeleteRequest::deserialize(payload)
-                .map(Request::Delete)
-                .ok(),
+        // The request of the type `RequestType` names, read straight from the payload (the
+        // enum's own internally tagged Deserialize copies the whole event first, which costs
+        // 26 KB of code in the binary).
+        let typed = match payload.get("RequestType").and_then(Value::as_str) {
+            Some("Create") => {
+                CreateRequest::<Properties>::deserialize(payload)
+                    .ok()
+                    .map(|create| {
+                        let ids = Ids {
+                            response_url: create.response_url,
+                            stack_id: create.stack_id,
+                            request_id: create.request_id,
+                            logical_resource_id: create.logical_resource_id,
+                            physical_resource_id: None,
+                        };
+                        (ids, apply(create.resource_properties))
+                    })
+            }
+            Some("Update") => UpdateRequest::<Properties, Properties>::deserialize(payload)
+                .ok()
+                .map(|update| {
+                    let ids = Ids {
+                        response_url: update.response_url,
+                        stack_id: update.stack_id,
+                        request_id: update.request_id,
+                        logical_resource_id: update.logical_resource_id,
+                        physical_resource_id: Some(update.physical_resource_id),
+                    };
+                    (ids, apply(update.resource_properties))
+                }),
+            Some("Delete") => {
+                DeleteRequest::<Properties>::deserialize(payload)
+                    .ok()
+                    .map(|delete| {
+                        let ids = Ids {
+                            response_url: delete.response_url,
+                            stack_id: delete.stack_id,
+                            request_id: delete.request_id,
+                            logical_resource_id: delete.logical_resource_id,
+                            physical_resource_id: Some(delete.physical_resource_id),
+                        };
+                        (ids, Action::Delete)
+                    })
+            }
             _ => None,
         };
-        let (ids, action) = match request {
-            Some(Request::Create(create)) => (
-                Ids {
-                    response_url: create.response_url,
-                    stack_id: create.stack_id,
-                    request_id: create.request_id,
-                    logical_resource_id: create.logical_resource_id,
-                    physical_resource_id: None,
-                },
-                apply(create.resource_properties),
-            ),
-            Some(Request::Update(update)) => (
-                Ids {
-                    response_url: update.response_url,
-                    stack_id: update.stack_id,
-                    request_id: update.request_id,
-                    logical_resource_id: update.logical_resource_id,
-                    physical_resource_id: Some(update.physical_resource_id),
-                },
-                apply(update.resource_properties),
-            ),
-            Some(Request::Delete(delete)) => (
-                Ids {
-                    response_url: delete.response_url,
-                    stack_id: delete.stack_id,
-                    request_id: delete.request_id,
-                    logical_resource_id: delete.logical_resource_id,
-                    physical_resource_id: Some(delete.physical_resource_id),
-                },
-                Action::Delete,
-            ),
+        let (ids, action) = match typed {
+            Some(typed) => typed,
             // Not a request as CloudFormation sends it (or of a type this build does not know).
-            _ => {
+            None => {
                 let named = |field| payload.get(field).is_some();
                 if !named("RequestType") && !named("ResponseURL") {
                     return None;
@@ -127,9 +128,9 @@ impl Ids {
 }
 
 /// Create or Update with `properties`: the migrations to apply, or what is wrong with them.
-fn apply(properties: Option<Value>) -> Action {
+fn apply(properties: Properties) -> Action {
     let properties = properties.unwrap_or_default();
-    match Properties::deserialize(&properties) {
+    match Versions::deserialize(&properties) {
         Ok(properties) => Action::Apply(properties.versions),
         Err(_) => Action::Malformed(
             "ResourceProperties.Versions must be a list of migration versions".to_owned(),

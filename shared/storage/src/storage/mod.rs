@@ -1,6 +1,6 @@
 //! The storage operations. Each one is a single SQL statement (one round trip; prepared once
-//! per connection, see `db::Connection::query`), with its cache rule beside it. The table of
-//! operations (names, arguments, HTTP routes, dispatch) is in `request.rs`.
+//! per connection, see `lambda_postgres::Connection::query`), with its cache rule beside it.
+//! The table of operations (names, arguments, HTTP routes, dispatch) is in `request.rs`.
 
 mod clients;
 mod deployments;
