@@ -344,6 +344,12 @@ pub struct Connection {
 pub type Params<'a> = [(&'a (dyn ToSql + Sync), Type)];
 
 impl Connection {
+    /// The tokio-postgres client underneath, for statements run without this wrapper's
+    /// statement cache (a benchmark's floor: the same statement, prepared, on this connection).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Runs `sql`: one round trip. With prepared statements on, the first run of a statement
     /// on this connection prepares it (one round trip more); every later run skips
     /// PostgreSQL's parsing and planning, which cost more than the round trip itself on a

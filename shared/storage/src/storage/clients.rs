@@ -45,18 +45,59 @@ pub(super) fn check_optional<'a>(
     value.map_or(Ok(()), |value| check(field, value).map(drop))
 }
 
+/// listClients.
+pub const LIST_CLIENTS: &str = "SELECT id, name, iss, client_id, auth_url, token_url, jwks_url
+    FROM clients ORDER BY name, id";
+
+/// getClientById: the client with its deployments as a JSON array, in one round trip.
+pub const GET_CLIENT_BY_ID: &str =
+    "SELECT c.id, c.name, c.iss, c.client_id, c.auth_url, c.token_url, c.jwks_url,
+           COALESCE((SELECT json_agg(json_build_object(
+                         'id', d.id, 'deploymentId', d.deployment_id,
+                         'name', d.name, 'description', d.description,
+                         'clientId', d.client_id) ORDER BY d.deployment_id)
+                     FROM deployments d WHERE d.client_id = c.id),
+                    '[]') AS deployments
+    FROM clients c WHERE c.id = $1";
+
+/// addClient.
+pub const ADD_CLIENT: &str = "WITH added AS (
+        INSERT INTO clients (id, name, iss, client_id, auth_url, token_url, jwks_url)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id)
+    SELECT EXISTS (SELECT FROM added) OR EXISTS (
+        SELECT FROM clients WHERE id = $1 AND name = $2 AND iss = $3
+            AND client_id = $4 AND auth_url = $5 AND token_url = $6
+            AND jwks_url = $7) AS ours";
+
+/// updateClient; returns the old (iss, clientId) too: cached launch configs under it must go.
+pub const UPDATE_CLIENT: &str =
+    "WITH old AS (SELECT id, iss, client_id FROM clients WHERE id = $1 FOR UPDATE)
+    UPDATE clients c SET
+        name = COALESCE($2, c.name),
+        iss = COALESCE($3, c.iss),
+        client_id = COALESCE($4, c.client_id),
+        auth_url = COALESCE($5, c.auth_url),
+        token_url = COALESCE($6, c.token_url),
+        jwks_url = COALESCE($7, c.jwks_url)
+    FROM old WHERE c.id = old.id
+    RETURNING old.iss AS old_iss, old.client_id AS old_client_id,
+              c.iss, c.client_id";
+
+/// deleteClient, with its deployments.
+pub const DELETE_CLIENT: &str =
+    "WITH gone_deployments AS (DELETE FROM deployments WHERE client_id = $1)
+    DELETE FROM clients WHERE id = $1 RETURNING iss, client_id";
+
 impl<C: Connect> Storage<C> {
     pub async fn list_clients(&self) -> Result<Vec<Client>> {
         let rows = self
             .db
-            .run("client", |db| async move {
-                db.query(
-                    "SELECT id, name, iss, client_id, auth_url, token_url, jwks_url
-                     FROM clients ORDER BY name, id",
-                    &[],
-                )
-                .await
-            })
+            .run(
+                "client",
+                |db| async move { db.query(LIST_CLIENTS, &[]).await },
+            )
             .await?;
         rows.iter().map(client_from_row).collect()
     }
@@ -66,22 +107,10 @@ impl<C: Connect> Storage<C> {
         let Ok(id) = input::uuid("clientId", client_id) else {
             return Ok(None);
         };
-        // One round trip: the deployments come along as a JSON array.
         let row = self
             .db
             .run("client", |db| async move {
-                db.query_opt(
-                    "SELECT c.id, c.name, c.iss, c.client_id, c.auth_url, c.token_url, c.jwks_url,
-                            COALESCE((SELECT json_agg(json_build_object(
-                                          'id', d.id, 'deploymentId', d.deployment_id,
-                                          'name', d.name, 'description', d.description,
-                                          'clientId', d.client_id) ORDER BY d.deployment_id)
-                                      FROM deployments d WHERE d.client_id = c.id),
-                                     '[]') AS deployments
-                     FROM clients c WHERE c.id = $1",
-                    &[(&id, Type::UUID)],
-                )
-                .await
+                db.query_opt(GET_CLIENT_BY_ID, &[(&id, Type::UUID)]).await
             })
             .await?;
         let Some(row) = row else { return Ok(None) };
@@ -106,15 +135,7 @@ impl<C: Connect> Storage<C> {
             .db
             .run("client", |db| async move {
                 db.query_one(
-                    "WITH added AS (
-                         INSERT INTO clients (id, name, iss, client_id, auth_url, token_url, jwks_url)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)
-                         ON CONFLICT (id) DO NOTHING
-                         RETURNING id)
-                     SELECT EXISTS (SELECT FROM added) OR EXISTS (
-                         SELECT FROM clients WHERE id = $1 AND name = $2 AND iss = $3
-                             AND client_id = $4 AND auth_url = $5 AND token_url = $6
-                             AND jwks_url = $7) AS ours",
+                    ADD_CLIENT,
                     &[
                         (&id, Type::UUID),
                         (&client.name, Type::VARCHAR),
@@ -147,22 +168,11 @@ impl<C: Connect> Storage<C> {
         check_optional("client.authUrl", update.auth_url.as_deref(), input::url)?;
         check_optional("client.tokenUrl", update.token_url.as_deref(), input::url)?;
         check_optional("client.jwksUrl", update.jwks_url.as_deref(), input::url)?;
-        // Returns the old (iss, clientId) too: cached launch configs under it must go.
         let row = self
             .db
             .run("client", |db| async move {
                 db.query_opt(
-                    "WITH old AS (SELECT id, iss, client_id FROM clients WHERE id = $1 FOR UPDATE)
-                     UPDATE clients c SET
-                         name = COALESCE($2, c.name),
-                         iss = COALESCE($3, c.iss),
-                         client_id = COALESCE($4, c.client_id),
-                         auth_url = COALESCE($5, c.auth_url),
-                         token_url = COALESCE($6, c.token_url),
-                         jwks_url = COALESCE($7, c.jwks_url)
-                     FROM old WHERE c.id = old.id
-                     RETURNING old.iss AS old_iss, old.client_id AS old_client_id,
-                               c.iss, c.client_id",
+                    UPDATE_CLIENT,
                     &[
                         (&id, Type::UUID),
                         (&update.name, Type::VARCHAR),
@@ -189,12 +199,7 @@ impl<C: Connect> Storage<C> {
         let row = self
             .db
             .run("client", |db| async move {
-                db.query_opt(
-                    "WITH gone_deployments AS (DELETE FROM deployments WHERE client_id = $1)
-                     DELETE FROM clients WHERE id = $1 RETURNING iss, client_id",
-                    &[(&id, Type::UUID)],
-                )
-                .await
+                db.query_opt(DELETE_CLIENT, &[(&id, Type::UUID)]).await
             })
             .await?;
         if let Some(row) = row {

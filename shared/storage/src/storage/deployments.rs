@@ -23,18 +23,52 @@ fn deployment_from_row(row: &Row) -> Result<Deployment> {
     })
 }
 
+/// listDeployments.
+pub const LIST_DEPLOYMENTS: &str = "SELECT id, deployment_id, name, description, client_id
+    FROM deployments WHERE client_id = $1 ORDER BY deployment_id";
+
+/// getDeployment.
+pub const GET_DEPLOYMENT: &str = "SELECT id, deployment_id, name, description, client_id
+    FROM deployments WHERE id = $1 AND client_id = $2";
+
+/// addDeployment.
+pub const ADD_DEPLOYMENT: &str =
+    "WITH owner AS (SELECT id, iss, client_id FROM clients WHERE id = $2),
+         added AS (
+             INSERT INTO deployments (id, client_id, deployment_id, name, description)
+             SELECT $1, owner.id, $3, $4, $5 FROM owner
+             ON CONFLICT (id) DO NOTHING
+             RETURNING id)
+    SELECT iss, client_id,
+           EXISTS (SELECT FROM added) OR EXISTS (
+               SELECT FROM deployments WHERE id = $1 AND client_id = $2
+                   AND deployment_id = $3 AND name IS NOT DISTINCT FROM $4
+                   AND description IS NOT DISTINCT FROM $5) AS ours
+    FROM owner";
+
+/// updateDeployment.
+pub const UPDATE_DEPLOYMENT: &str = "WITH changed AS (
+        UPDATE deployments SET
+            deployment_id = COALESCE($3, deployment_id),
+            name = CASE WHEN $4 THEN $5 ELSE name END,
+            description = CASE WHEN $6 THEN $7 ELSE description END
+        WHERE id = $2 AND client_id = $1
+        RETURNING client_id)
+    SELECT c.iss, c.client_id FROM clients c JOIN changed ON c.id = changed.client_id";
+
+/// deleteDeployment.
+pub const DELETE_DEPLOYMENT: &str =
+    "WITH gone AS (DELETE FROM deployments WHERE id = $2 AND client_id = $1
+                  RETURNING client_id)
+    SELECT c.iss, c.client_id FROM clients c JOIN gone ON c.id = gone.client_id";
+
 impl<C: Connect> Storage<C> {
     pub async fn list_deployments(&self, client_id: &str) -> Result<Vec<Deployment>> {
         let id = input::uuid("clientId", client_id)?;
         let rows = self
             .db
             .run("deployment", |db| async move {
-                db.query(
-                    "SELECT id, deployment_id, name, description, client_id
-                     FROM deployments WHERE client_id = $1 ORDER BY deployment_id",
-                    &[(&id, Type::UUID)],
-                )
-                .await
+                db.query(LIST_DEPLOYMENTS, &[(&id, Type::UUID)]).await
             })
             .await?;
         rows.iter().map(deployment_from_row).collect()
@@ -55,12 +89,8 @@ impl<C: Connect> Storage<C> {
         let row = self
             .db
             .run("deployment", |db| async move {
-                db.query_opt(
-                    "SELECT id, deployment_id, name, description, client_id
-                     FROM deployments WHERE id = $1 AND client_id = $2",
-                    &[(&id, Type::UUID), (&client, Type::UUID)],
-                )
-                .await
+                db.query_opt(GET_DEPLOYMENT, &[(&id, Type::UUID), (&client, Type::UUID)])
+                    .await
             })
             .await?;
         row.as_ref().map(deployment_from_row).transpose()
@@ -92,18 +122,7 @@ impl<C: Connect> Storage<C> {
             .db
             .run("deployment", |db| async move {
                 db.query_opt(
-                    "WITH owner AS (SELECT id, iss, client_id FROM clients WHERE id = $2),
-                          added AS (
-                              INSERT INTO deployments (id, client_id, deployment_id, name, description)
-                              SELECT $1, owner.id, $3, $4, $5 FROM owner
-                              ON CONFLICT (id) DO NOTHING
-                              RETURNING id)
-                     SELECT iss, client_id,
-                            EXISTS (SELECT FROM added) OR EXISTS (
-                                SELECT FROM deployments WHERE id = $1 AND client_id = $2
-                                    AND deployment_id = $3 AND name IS NOT DISTINCT FROM $4
-                                    AND description IS NOT DISTINCT FROM $5) AS ours
-                     FROM owner",
+                    ADD_DEPLOYMENT,
                     &[
                         (&id, Type::UUID),
                         (&client, Type::UUID),
@@ -144,14 +163,7 @@ impl<C: Connect> Storage<C> {
             .db
             .run("deployment", |db| async move {
                 db.query_opt(
-                    "WITH changed AS (
-                         UPDATE deployments SET
-                             deployment_id = COALESCE($3, deployment_id),
-                             name = CASE WHEN $4 THEN $5 ELSE name END,
-                             description = CASE WHEN $6 THEN $7 ELSE description END
-                         WHERE id = $2 AND client_id = $1
-                         RETURNING client_id)
-                     SELECT c.iss, c.client_id FROM clients c JOIN changed ON c.id = changed.client_id",
+                    UPDATE_DEPLOYMENT,
                     &[
                         (&client, Type::UUID),
                         (&id, Type::UUID),
@@ -180,9 +192,7 @@ impl<C: Connect> Storage<C> {
             .db
             .run("deployment", |db| async move {
                 db.query_opt(
-                    "WITH gone AS (DELETE FROM deployments WHERE id = $2 AND client_id = $1
-                                   RETURNING client_id)
-                     SELECT c.iss, c.client_id FROM clients c JOIN gone ON c.id = gone.client_id",
+                    DELETE_DEPLOYMENT,
                     &[(&client, Type::UUID), (&id, Type::UUID)],
                 )
                 .await

@@ -24,7 +24,28 @@ use crate::model::LaunchConfig;
 use lambda_postgres::lock;
 
 /// The deployment a platform falls back to when the launched one is not registered.
-const DEFAULT_DEPLOYMENT: &str = "default";
+pub const DEFAULT_DEPLOYMENT: &str = "default";
+
+/// The change counter alone (NULL if its row is missing).
+pub const CHANGE_COUNTER: &str = "SELECT (SELECT version FROM lti_storage_changes) AS version";
+
+/// getLaunchConfig. Always one row: the change counter (NULL if its row is missing), with the
+/// launch config when found (read in the same snapshot, so the two agree). The exact
+/// deployment comes first; the `default` branch runs only when it found nothing (no sort).
+pub const GET_LAUNCH_CONFIG: &str =
+    "SELECT (SELECT version FROM lti_storage_changes) AS version, found.*
+    FROM (VALUES (1)) AS one
+    LEFT JOIN LATERAL (
+        (SELECT c.iss, c.client_id, d.deployment_id,
+                c.auth_url, c.token_url, c.jwks_url
+         FROM clients c JOIN deployments d ON d.client_id = c.id
+         WHERE c.iss = $1 AND c.client_id = $2 AND d.deployment_id = $3)
+        UNION ALL
+        (SELECT c.iss, c.client_id, d.deployment_id,
+                c.auth_url, c.token_url, c.jwks_url
+         FROM clients c JOIN deployments d ON d.client_id = c.id
+         WHERE c.iss = $1 AND c.client_id = $2 AND d.deployment_id = $4)
+        LIMIT 1) found ON true";
 
 impl<C: Connect> Storage<C> {
     /// Whether the change counter was last read longer ago than the interval.
@@ -59,11 +80,7 @@ impl<C: Connect> Storage<C> {
         let row = self
             .db
             .run("launch config", |db| async move {
-                db.query_one(
-                    "SELECT (SELECT version FROM lti_storage_changes) AS version",
-                    &[],
-                )
-                .await
+                db.query_one(CHANGE_COUNTER, &[]).await
             })
             .await?;
         self.saw_change_version(column(&row, "version", "change counter")?, seen);
@@ -123,24 +140,8 @@ impl<C: Connect> Storage<C> {
         let row = self
             .db
             .run("launch config", |db| async move {
-                // Always one row: the change counter (NULL if its row is missing), with the
-                // launch config when found (read in the same snapshot, so the two agree).
-                // The exact deployment comes first; the `default` branch runs only when it
-                // found nothing (no sort).
                 db.query_one(
-                    "SELECT (SELECT version FROM lti_storage_changes) AS version, found.*
-                     FROM (VALUES (1)) AS one
-                     LEFT JOIN LATERAL (
-                         (SELECT c.iss, c.client_id, d.deployment_id,
-                                 c.auth_url, c.token_url, c.jwks_url
-                          FROM clients c JOIN deployments d ON d.client_id = c.id
-                          WHERE c.iss = $1 AND c.client_id = $2 AND d.deployment_id = $3)
-                         UNION ALL
-                         (SELECT c.iss, c.client_id, d.deployment_id,
-                                 c.auth_url, c.token_url, c.jwks_url
-                          FROM clients c JOIN deployments d ON d.client_id = c.id
-                          WHERE c.iss = $1 AND c.client_id = $2 AND d.deployment_id = $4)
-                         LIMIT 1) found ON true",
+                    GET_LAUNCH_CONFIG,
                     &[
                         (&iss, Type::VARCHAR),
                         (&client_id, Type::VARCHAR),

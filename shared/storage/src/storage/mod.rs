@@ -8,6 +8,26 @@ mod launch_configs;
 mod nonces;
 mod sessions;
 
+/// Each operation's SQL, by the operation's name (and the parameter values a caller cannot
+/// choose): what tools that run the same statements beside the storage use, such as the
+/// operation benchmark's "raw" column.
+pub mod sql {
+    pub use super::clients::{
+        ADD_CLIENT, DELETE_CLIENT, GET_CLIENT_BY_ID, LIST_CLIENTS, UPDATE_CLIENT,
+    };
+    pub use super::deployments::{
+        ADD_DEPLOYMENT, DELETE_DEPLOYMENT, GET_DEPLOYMENT, LIST_DEPLOYMENTS, UPDATE_DEPLOYMENT,
+    };
+    pub use super::launch_configs::{CHANGE_COUNTER, DEFAULT_DEPLOYMENT, GET_LAUNCH_CONFIG};
+    pub use super::nonces::{
+        STORE_NONCE, STORE_NONCE_REPEATED, VALIDATE_NONCE, VALIDATE_NONCE_REPEATED,
+    };
+    pub use super::sessions::{
+        ADD_SESSION, DELETE_REGISTRATION_SESSION, GET_REGISTRATION_SESSION, GET_SESSION,
+        SET_REGISTRATION_SESSION,
+    };
+}
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

@@ -15,6 +15,32 @@ use crate::db::QueryError;
 use crate::error::{Error, ErrorKind, Result, NONCE_ALREADY_STORED};
 use crate::input::{self, Timestamp};
 
+/// storeNonce.
+pub const STORE_NONCE: &str = "INSERT INTO nonces (nonce, expires_at) VALUES ($1, $2)";
+
+/// storeNonce sent again after its connection failed. The first attempt may have stored the
+/// row before its answer was lost: this nonce, this expiry, unused. Such a row is taken as this
+/// call's own; another caller having stored the same random nonce with the same expiry to the
+/// microsecond is not a real case. The no-op update locks the row and checks its latest
+/// version, so a first attempt still running on the dead connection is waited for, not missed.
+pub const STORE_NONCE_REPEATED: &str = "INSERT INTO nonces (nonce, expires_at) VALUES ($1, $2)
+    ON CONFLICT (nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at
+    WHERE nonces.expires_at = EXCLUDED.expires_at AND nonces.used_at IS NULL
+    RETURNING nonce";
+
+/// validateNonce: consumes the nonce, marking it with `$2`.
+pub const VALIDATE_NONCE: &str = "UPDATE nonces SET used_at = $2
+    WHERE nonce = $1 AND used_at IS NULL AND expires_at > now()
+    RETURNING nonce";
+
+/// validateNonce sent again after its connection failed: consumed by the first attempt (the
+/// row carries this call's mark), or not consumed yet. The UPDATE re-checks the row's latest
+/// version after waiting for its lock, so a first attempt still running is not missed.
+pub const VALIDATE_NONCE_REPEATED: &str = "UPDATE nonces SET used_at = $2
+    WHERE nonce = $1
+      AND (used_at = $2 OR (used_at IS NULL AND expires_at > now()))
+    RETURNING nonce";
+
 impl<C: Connect> Storage<C> {
     /// Stores a new nonce; an existing one (even expired or used) is a Conflict.
     pub async fn store_nonce(&self, nonce: &str, expires_at: Timestamp) -> Result<()> {
@@ -25,28 +51,10 @@ impl<C: Connect> Storage<C> {
                 let params: [(&(dyn ToSql + Sync), Type); 2] =
                     [(&nonce, Type::VARCHAR), (&expires_at.0, Type::TIMESTAMPTZ)];
                 if !is_repeat {
-                    db.query(
-                        "INSERT INTO nonces (nonce, expires_at) VALUES ($1, $2)",
-                        &params,
-                    )
-                    .await?;
+                    db.query(STORE_NONCE, &params).await?;
                     return Ok::<_, QueryError>(true);
                 }
-                // The first attempt may have stored the row before its answer was lost: this
-                // nonce, this expiry, unused. Such a row is taken as this call's own; another
-                // caller having stored the same random nonce with the same expiry to the
-                // microsecond is not a real case. The no-op update locks the row and checks its
-                // latest version, so a first attempt still running on the dead connection is
-                // waited for, not missed.
-                let row = db
-                    .query_opt(
-                        "INSERT INTO nonces (nonce, expires_at) VALUES ($1, $2)
-                         ON CONFLICT (nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at
-                         WHERE nonces.expires_at = EXCLUDED.expires_at AND nonces.used_at IS NULL
-                         RETURNING nonce",
-                        &params,
-                    )
-                    .await?;
+                let row = db.query_opt(STORE_NONCE_REPEATED, &params).await?;
                 Ok(row.is_some())
             })
             .await?;
@@ -74,17 +82,9 @@ impl<C: Connect> Storage<C> {
             .db
             .run_recognising("nonce", |db, is_repeat| async move {
                 let sql = if is_repeat {
-                    // Consumed by the first attempt (the row carries this call's mark), or not
-                    // consumed yet. The UPDATE re-checks the row's latest version after waiting
-                    // for its lock, so a first attempt still running is not missed.
-                    "UPDATE nonces SET used_at = $2
-                     WHERE nonce = $1
-                       AND (used_at = $2 OR (used_at IS NULL AND expires_at > now()))
-                     RETURNING nonce"
+                    VALIDATE_NONCE_REPEATED
                 } else {
-                    "UPDATE nonces SET used_at = $2
-                     WHERE nonce = $1 AND used_at IS NULL AND expires_at > now()
-                     RETURNING nonce"
+                    VALIDATE_NONCE
                 };
                 db.query_opt(sql, &[(&nonce, Type::VARCHAR), (&mark, Type::TIMESTAMPTZ)])
                     .await

@@ -79,6 +79,30 @@ fn stored_json(row: &Row, what: &str) -> Result<Value> {
     })
 }
 
+/// addSession: the conditional upsert makes a repeat after a lost answer harmless.
+pub const ADD_SESSION: &str = "INSERT INTO sessions (id, data, expires_at)
+    VALUES ($1, $2, now() + $3 * interval '1 second')
+    ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at
+        WHERE sessions.data = EXCLUDED.data
+    RETURNING expires_at";
+
+/// getSession.
+pub const GET_SESSION: &str =
+    "SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > now()";
+
+/// setRegistrationSession.
+pub const SET_REGISTRATION_SESSION: &str =
+    "INSERT INTO registration_sessions (id, data, expires_at) VALUES ($1, $2, $3)
+    ON CONFLICT (id) DO UPDATE
+        SET data = EXCLUDED.data, expires_at = EXCLUDED.expires_at";
+
+/// getRegistrationSession.
+pub const GET_REGISTRATION_SESSION: &str =
+    "SELECT data FROM registration_sessions WHERE id = $1 AND expires_at > now()";
+
+/// deleteRegistrationSession.
+pub const DELETE_REGISTRATION_SESSION: &str = "DELETE FROM registration_sessions WHERE id = $1";
+
 impl<C: Connect> Storage<C> {
     /// Stores a session (an object with a UUID `id`) for the session TTL; returns its id.
     /// Storing the identical session again succeeds (and renews it); a different session
@@ -97,16 +121,11 @@ impl<C: Connect> Storage<C> {
         let data = input::session_json("session", &Value::Object(session), self.max_session_bytes)?;
         let ttl_secs = self.session_ttl.as_secs_f64();
         let stored = &JsonText(&data);
-        // The conditional upsert makes a repeat after a lost answer harmless.
         let row = self
             .db
             .run("session", |db| async move {
                 db.query_opt(
-                    "INSERT INTO sessions (id, data, expires_at)
-                     VALUES ($1, $2, now() + $3 * interval '1 second')
-                     ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at
-                         WHERE sessions.data = EXCLUDED.data
-                     RETURNING expires_at",
+                    ADD_SESSION,
                     &[
                         (&id, Type::UUID),
                         (stored, Type::JSONB),
@@ -139,11 +158,7 @@ impl<C: Connect> Storage<C> {
         let row = self
             .db
             .run("session", |db| async move {
-                db.query_opt(
-                    "SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > now()",
-                    &[(&id, Type::UUID)],
-                )
-                .await
+                db.query_opt(GET_SESSION, &[(&id, Type::UUID)]).await
             })
             .await?;
         let Some(row) = row else {
@@ -179,9 +194,7 @@ impl<C: Connect> Storage<C> {
         self.db
             .run("registration session", |db| async move {
                 db.query(
-                    "INSERT INTO registration_sessions (id, data, expires_at) VALUES ($1, $2, $3)
-                     ON CONFLICT (id) DO UPDATE
-                         SET data = EXCLUDED.data, expires_at = EXCLUDED.expires_at",
+                    SET_REGISTRATION_SESSION,
                     &[
                         (&id, Type::UUID),
                         (data, Type::JSONB),
@@ -202,11 +215,8 @@ impl<C: Connect> Storage<C> {
         let row = self
             .db
             .run("registration session", |db| async move {
-                db.query_opt(
-                    "SELECT data FROM registration_sessions WHERE id = $1 AND expires_at > now()",
-                    &[(&id, Type::UUID)],
-                )
-                .await
+                db.query_opt(GET_REGISTRATION_SESSION, &[(&id, Type::UUID)])
+                    .await
             })
             .await?;
         row.map(|row| stored_json(&row, "registration session"))
@@ -218,11 +228,8 @@ impl<C: Connect> Storage<C> {
         let id = input::uuid("sessionId", session_id)?;
         self.db
             .run("registration session", |db| async move {
-                db.query(
-                    "DELETE FROM registration_sessions WHERE id = $1",
-                    &[(&id, Type::UUID)],
-                )
-                .await
+                db.query(DELETE_REGISTRATION_SESSION, &[(&id, Type::UUID)])
+                    .await
             })
             .await?;
         Ok(())
