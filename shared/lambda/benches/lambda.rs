@@ -98,7 +98,7 @@ async fn run(url: &str) {
         oversized_payload(&builds, &db.url).await;
         cleanup_backlog(&cleanup, &db.url, &sql).await;
     }
-    load::in_one_process(&storage, &db).await;
+    load::in_one_process(&builds, &db).await;
     load::classic_processes(&storage).await;
     load::cold_start_storm(&storage).await;
 
