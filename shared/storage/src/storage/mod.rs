@@ -4,6 +4,7 @@
 
 mod clients;
 mod deployments;
+mod json_text;
 mod launch_configs;
 mod nonces;
 mod sessions;

@@ -4,19 +4,17 @@
 //! their own expiry; `addSession` puts the session it stored. Registration sessions are short
 //! lived and read once or twice: not cached.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::error::Error as StdError;
-use std::sync::Arc;
-
-use bytes::{BufMut, BytesMut};
-use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
+use postgres_types::Type;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::json_text::{stored_text, JsonText, Shape};
 use super::Storage;
 use crate::db::Connect;
 use crate::error::{Error, ErrorKind, Result};
@@ -43,40 +41,6 @@ fn with_id(id: Uuid, data: String) -> Result<Arc<RawValue>> {
     RawValue::from_string(session)
         .map(Arc::from)
         .map_err(|_| Error::internal("a session could not be turned into JSON"))
-}
-
-/// JSON text as a `jsonb` parameter, sent as it is: a session is written out once, and that
-/// text is measured, checked and stored.
-#[derive(Debug)]
-struct JsonText<'a>(&'a str);
-
-impl ToSql for JsonText<'_> {
-    fn to_sql(
-        &self,
-        _: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
-        // jsonb's binary form: a version byte, then the text.
-        out.put_u8(1);
-        out.put_slice(self.0.as_bytes());
-        Ok(IsNull::No)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSONB
-    }
-
-    to_sql_checked!();
-}
-
-/// The `data` column. jsonb can hold numbers beyond a double (written by other software,
-/// e.g. `1e400`), which serde_json cannot represent: an error of the call, never a panic.
-fn stored_json(row: &Row, what: &str) -> Result<Value> {
-    row.try_get("data").map_err(|_| {
-        Error::internal(format!(
-            "the stored {what} is not JSON this storage can read (a number beyond the range of a double?)"
-        ))
-    })
 }
 
 /// addSession: the conditional upsert makes a repeat after a lost answer harmless.
@@ -165,13 +129,17 @@ impl<C: Connect> Storage<C> {
             self.sessions.insert_read(seen, id, None, None);
             return Ok(None);
         };
-        let mut data = stored_json(&row, "session")?;
-        // The row's id is the session's: an `id` other software kept in `data` would be a
-        // second one in the text.
-        if let Value::Object(fields) = &mut data {
-            fields.remove("id");
-        }
-        let session = with_id(id, data.to_string())?;
+        let session = match stored_text(&row, "session")? {
+            // The row's id is the session's: an `id` other software kept in `data` would be
+            // a second one in the text.
+            (text, Shape::Object { has_id: true }) => {
+                let mut fields: Map<String, Value> = serde_json::from_str(text)
+                    .map_err(|_| Error::internal("a stored session could not be read"))?;
+                fields.remove("id");
+                with_id(id, Value::Object(fields).to_string())?
+            }
+            (text, _) => with_id(id, text.to_owned())?,
+        };
         self.sessions
             .insert_read(seen, id, Some(session.clone()), cache_until(&row));
         Ok(Some(session))
@@ -208,7 +176,10 @@ impl<C: Connect> Storage<C> {
     }
 
     /// The registration session as stored, or `None` when unknown, expired, or not a UUID.
-    pub async fn get_registration_session(&self, session_id: &str) -> Result<Option<Value>> {
+    pub async fn get_registration_session(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<Box<RawValue>>> {
         let Ok(id) = input::uuid("sessionId", session_id) else {
             return Ok(None);
         };
@@ -219,8 +190,11 @@ impl<C: Connect> Storage<C> {
                     .await
             })
             .await?;
-        row.map(|row| stored_json(&row, "registration session"))
-            .transpose()
+        let Some(row) = row else { return Ok(None) };
+        let (text, _) = stored_text(&row, "registration session")?;
+        RawValue::from_string(text.to_owned())
+            .map(Some)
+            .map_err(|_| Error::internal("a registration session could not be turned into JSON"))
     }
 
     /// An unknown registration session is not an error.

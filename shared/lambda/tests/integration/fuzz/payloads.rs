@@ -112,7 +112,8 @@ async fn check_stored(
                 .reader
                 .get_registration_session(&set.session_id)
                 .await
-                .unwrap();
+                .unwrap()
+                .map(|got| json_of(&got));
             if expires.0 > OffsetDateTime::now_utc() + time::Duration::seconds(5) {
                 let got = got.unwrap_or_default();
                 let want = Value::Object(set.session.clone());
