@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use lti_storage::input::Timestamp;
 use lti_storage::metrics::Tally;
-use lti_storage::model::NewClient;
+use lti_storage::model::{Client, NewClient};
 use lti_storage::{Error, Request};
 use lti_storage_lambda::{Config, ConfigError, Storage};
 use serde_json::{json, Value};
@@ -226,6 +226,18 @@ pub async fn call(storage: &Storage, payload: Value) -> Result<Value, Error> {
 /// The JSON text of an answer, read back.
 pub fn json_of(answer: &serde_json::value::RawValue) -> Value {
     serde_json::from_str(answer.get()).expect("an answer is JSON")
+}
+
+/// `storage.list_clients()`, read from its answer's JSON.
+pub async fn listed_clients(storage: &Storage) -> Result<Vec<Client<'static>>, Error> {
+    let answer = storage.list_clients().await?;
+    Ok(serde_json::from_str(answer.get()).expect("listClients answers clients"))
+}
+
+/// `storage.get_client_by_id(id)`, read from its answer's JSON.
+pub async fn client_by_id(storage: &Storage, id: &str) -> Result<Option<Client<'static>>, Error> {
+    let answer = storage.get_client_by_id(id).await?;
+    Ok(answer.map(|answer| serde_json::from_str(answer.get()).expect("a client")))
 }
 
 /// `call` with a metrics tally of its own, as the storage function keeps one per invocation:

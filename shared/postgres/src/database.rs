@@ -315,16 +315,21 @@ impl From<tokio_postgres::Error> for QueryError {
     }
 }
 
-/// Reads column `name` of a row, a stored `what`. Rows can be written by other software (a
-/// NULL, a timestamp beyond what the caller reads): an error of this call, never a panic.
+/// Reads column `index` of a row (by its place in the statement's list: no search by name),
+/// a stored `what`. Rows can be written by other software (a NULL, a timestamp beyond what the
+/// caller reads): an error of this call naming the column, never a panic.
 pub fn column<'a, T: FromSql<'a>>(
     row: &'a Row,
-    name: &'static str,
+    index: usize,
     what: &'static str,
 ) -> Result<T, Error> {
-    row.try_get(name).map_err(|err| {
-        tracing::error!(column = name, error = %err, "a stored value could not be read");
-        Error::Column { column: name, what }
+    row.try_get(index).map_err(|err| {
+        let column = row
+            .columns()
+            .get(index)
+            .map_or_else(|| format!("#{index}"), |column| column.name().to_owned());
+        tracing::error!(column, error = %err, "a stored value could not be read");
+        Error::Column { column, what }
     })
 }
 

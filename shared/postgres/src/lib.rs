@@ -81,10 +81,7 @@ pub enum Error {
     #[error("the database returned {found} rows for {what} where one was expected")]
     RowCount { found: usize, what: &'static str },
     #[error("a stored {what} could not be read (column {column})")]
-    Column {
-        column: &'static str,
-        what: &'static str,
-    },
+    Column { column: String, what: &'static str },
     #[error("the migrations did not finish within {:.0} s and were rolled back", .limit.as_secs_f64())]
     MigrationsOutOfTime { cause: OutOfTime, limit: Duration },
 }

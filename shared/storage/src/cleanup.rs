@@ -63,7 +63,7 @@ pub async fn cleanup<C: Connect>(
                 })
                 .await?;
             slowest = slowest.max(started.elapsed());
-            let count: i64 = column(&row, "deleted", "cleanup count")?;
+            let count: i64 = column(&row, 0, "cleanup count")?;
             deleted[index] += count as u64;
             if count < batch_size {
                 break;

@@ -1,34 +1,38 @@
 //! What the operations take and return, in the JSON shapes of `@lti-tool/core`.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// A registered platform (LMS). `deployments` is present only in what `getClientById` returns
+/// A registered platform (LMS). `deployments` is present only in what `getClientById` returns.
+/// Its text is borrowed where it can be (from the row it was read from, when answering);
+/// read from JSON, it is owned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Client {
+pub struct Client<'a> {
     pub id: Uuid,
-    pub name: String,
-    pub iss: String,
-    pub client_id: String,
-    pub auth_url: String,
-    pub token_url: String,
-    pub jwks_url: String,
+    pub name: Cow<'a, str>,
+    pub iss: Cow<'a, str>,
+    pub client_id: Cow<'a, str>,
+    pub auth_url: Cow<'a, str>,
+    pub token_url: Cow<'a, str>,
+    pub jwks_url: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub deployments: Option<Vec<Deployment>>,
+    pub deployments: Option<Vec<Deployment<'a>>>,
 }
 
 /// A deployment of the tool on a platform. `client_id` is the owning client's internal id,
-/// as the TypeScript package returns it.
+/// as the TypeScript package returns it. Borrowed as `Client` is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Deployment {
+pub struct Deployment<'a> {
     pub id: Uuid,
-    pub deployment_id: String,
+    pub deployment_id: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
+    pub description: Option<Cow<'a, str>>,
     pub client_id: Uuid,
 }
 

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::input::{json_type, Timestamp};
 use crate::model::{ClientUpdate, DeploymentUpdate, NewClient, NewDeployment};
 use crate::route::{Input, Reply, Route};
-use crate::storage::Storage;
+use crate::storage::{to_json, Storage};
 use crate::{cleanup, migrate};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -341,11 +341,6 @@ impl<C: Connect> Storage<C> {
         }
         self.handle(request).await
     }
-}
-
-fn to_json(value: impl serde::Serialize) -> Result<Box<RawValue>> {
-    serde_json::value::to_raw_value(&value)
-        .map_err(|_| Error::internal("the result could not be turned into JSON"))
 }
 
 /// Reads an op's arguments. Fields the storage does not keep are ignored, never an error:

@@ -12,7 +12,7 @@ use lti_storage_lambda::Storage;
 use serde_json::{json, Value};
 use test_support::cluster::Cluster;
 use test_support::moto::python;
-use test_support::{storage_at, with_param, with_password, TestDb};
+use test_support::{listed_clients, storage_at, with_param, with_password, TestDb};
 use time::OffsetDateTime;
 
 use crate::secrets::{assert_error_without, Logs};
@@ -125,7 +125,7 @@ async fn connect_in_the_next_second(
             .unwrap();
         let wait = next - OffsetDateTime::now_utc() + time::Duration::milliseconds(50);
         tokio::time::sleep(Duration::try_from(wait).unwrap_or_default()).await;
-        match storage.list_clients().await {
+        match listed_clients(storage).await {
             Ok(clients) => {
                 assert_eq!(clients, vec![]);
                 return token;
@@ -182,7 +182,7 @@ async fn each_new_connection_logs_in_with_a_new_token_over_verified_tls() {
     let storage = storage_at(&url, &iam_vars);
 
     // The database does not take the token (yet): a clear error, pointing at IAM.
-    let err = storage.list_clients().await.unwrap_err();
+    let err = listed_clients(&storage).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Internal, "{err}");
     assert!(
         err.message.contains("IAM auth token") && err.message.contains("rds-db:connect"),

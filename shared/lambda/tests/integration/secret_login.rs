@@ -13,7 +13,9 @@ use serde_json::json;
 use test_support::cluster::Cluster;
 use test_support::moto::{python, Keys, Moto};
 use test_support::response_endpoint::ResponseEndpoint;
-use test_support::{config_at, free_port, new_client, with_password, TestDb};
+use test_support::{
+    client_by_id, config_at, free_port, listed_clients, new_client, with_password, TestDb,
+};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -69,7 +71,7 @@ async fn a_rotated_password_is_read_again_without_a_restart() {
         .await
         .unwrap();
     moto.put_secret_value(&arn, &rds_secret(&cluster, NEW_PASSWORD));
-    assert_eq!(storage.list_clients().await.unwrap().len(), 1);
+    assert_eq!(listed_clients(&storage).await.unwrap().len(), 1);
 
     // ...and once it is gone (a container recycled by RDS, a failover), the next connection
     // is refused the old password, reads the secret again and logs in: the call succeeds.
@@ -78,15 +80,13 @@ async fn a_rotated_password_is_read_again_without_a_restart() {
         schema: db.schema.clone(),
     };
     assert_eq!(rotated.terminate(&name).await, 1);
-    let clients = storage
-        .list_clients()
+    let clients = listed_clients(&storage)
         .await
         .expect("no error after a rotation");
     assert_eq!(clients.len(), 1);
     // Later connections use what was read, without asking Secrets Manager again.
     assert_eq!(rotated.terminate(&name).await, 1);
-    storage
-        .get_client_by_id(&clients[0].id.to_string())
+    client_by_id(&storage, &clients[0].id.to_string())
         .await
         .unwrap();
 
@@ -173,7 +173,7 @@ async fn a_secret_that_cannot_be_used_fails_the_first_call_naming_it() {
     ];
     for (id, keys, kind, expected) in cases {
         let storage = secret_storage(&moto, keys, id, "");
-        let err = storage.list_clients().await.unwrap_err();
+        let err = listed_clients(&storage).await.unwrap_err();
         assert_eq!(err.kind, kind, "{id}: {err}");
         assert!(err.message.contains(id), "names the secret: {err}");
         assert!(err.message.contains(expected), "{id}: {err}");
@@ -190,7 +190,7 @@ async fn a_secret_that_cannot_be_used_fails_the_first_call_naming_it() {
         ("AWS_ENDPOINT_URL_SECRETS_MANAGER", nowhere.as_str()),
     ]);
     let offline = lti_storage_lambda::storage(&config_at("", &vars).unwrap()).unwrap();
-    let err = offline.list_clients().await.unwrap_err();
+    let err = listed_clients(&offline).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
     assert!(
         err.message.contains(&arn) && err.message.contains(&nowhere),
@@ -199,9 +199,9 @@ async fn a_secret_that_cannot_be_used_fails_the_first_call_naming_it() {
 
     // Fixed in Secrets Manager, the same container works at its next call: no restart.
     let storage = secret_storage(&moto, &moto.storage, &malformed, "");
-    assert!(storage.list_clients().await.is_err());
+    assert!(listed_clients(&storage).await.is_err());
     moto.put_secret_value(&malformed, &good);
-    assert_eq!(storage.list_clients().await.unwrap(), vec![]);
+    assert_eq!(listed_clients(&storage).await.unwrap(), vec![]);
 
     logs.assert_without(OLD_PASSWORD);
     logs.assert_without(&malformed_value);
@@ -299,7 +299,7 @@ async fn a_hostile_or_oversized_answer_is_unavailable_never_a_panic() {
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nffffffffffffffff\r\nabc\r\n"
             .to_vec(),
     ]);
-    let err = storage.list_clients().await.unwrap_err();
+    let err = listed_clients(&storage).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
     assert!(err.message.contains("lti-storage/hostile"), "{err}");
     assert_eq!(endpoint.received().len(), 1, "one request per call");
@@ -318,7 +318,7 @@ async fn a_hostile_or_oversized_answer_is_unavailable_never_a_panic() {
     ];
     for (i, answer) in answers.into_iter().enumerate() {
         endpoint.answer_raw([answer.into_bytes()]);
-        let err = storage.list_clients().await.unwrap_err();
+        let err = listed_clients(&storage).await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Unavailable, "answer {i}: {err}");
         assert!(
             err.message.contains("lti-storage/hostile")

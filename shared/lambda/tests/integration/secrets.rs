@@ -12,7 +12,7 @@ use lti_storage::model::NewClient;
 use lti_storage::ErrorKind;
 use serde_json::{json, Map, Value};
 use test_support::cluster::Cluster;
-use test_support::{call, config_at, free_port, new_client, with_password, TestDb};
+use test_support::{call, config_at, free_port, listed_clients, new_client, with_password, TestDb};
 use tracing::subscriber::DefaultGuard;
 
 const PASSWORD: &str = "Zq8-hunter2-SECRET-pw";
@@ -176,7 +176,7 @@ async fn a_refused_connection_never_shows_the_password() {
     );
     let storage = lti_storage_lambda::storage(&config_at(&url, &[]).unwrap()).unwrap();
 
-    let err = storage.list_clients().await.unwrap_err();
+    let err = listed_clients(&storage).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
     assert!(err.message.contains("could not connect"), "{err}");
     // The address and the operating system's words are for the log only.
@@ -195,7 +195,7 @@ async fn a_connect_timeout_never_shows_the_password() {
         lti_storage_lambda::storage(&config_at(&url, &[("CONNECT_TIMEOUT_MS", "300")]).unwrap())
             .unwrap();
 
-    let err = storage.list_clients().await.unwrap_err();
+    let err = listed_clients(&storage).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
     assert!(err.message.contains("300 ms"), "{err}");
     assert_error_without(&err, &[PASSWORD]);
@@ -209,7 +209,7 @@ async fn a_refused_password_is_internal_and_never_shown() {
 
     let wrong = with_password(&cluster.url, PASSWORD);
     let storage = lti_storage_lambda::storage(&config_at(&wrong, &[]).unwrap()).unwrap();
-    let err = storage.list_clients().await.unwrap_err();
+    let err = listed_clients(&storage).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Internal, "{err}");
     assert!(
         err.message.contains("refused the user or password"),
@@ -221,14 +221,14 @@ async fn a_refused_password_is_internal_and_never_shown() {
     let storage =
         lti_storage_lambda::storage(&config_at(&format!("{wrong}?sslmode=require"), &[]).unwrap())
             .unwrap();
-    let err = storage.list_clients().await.unwrap_err();
+    let err = listed_clients(&storage).await.unwrap_err();
     assert!(err.message.contains("does not support TLS"), "{err}");
     assert_error_without(&err, &[PASSWORD]);
 
     // The same URL with the right password works: it was the password that was refused.
     let right = with_password(&cluster.url, "other-password");
     let db = TestDb::migrated_on(&right).await;
-    assert_eq!(db.storage().list_clients().await.unwrap(), vec![]);
+    assert_eq!(listed_clients(&db.storage()).await.unwrap(), vec![]);
 
     let lines = logs.assert_without(PASSWORD);
     assert!(lines.contains("database connected"), "{lines}");
@@ -340,10 +340,10 @@ async fn a_dropped_connection_is_logged_and_replaced_without_showing_the_passwor
         "DATABASE_URL",
         &test_support::with_param(&db.url, &format!("application_name={name}")),
     )]);
-    storage.list_clients().await.unwrap();
+    listed_clients(&storage).await.unwrap();
 
     assert_eq!(db.terminate(&name).await, 1);
-    storage.list_clients().await.unwrap();
+    listed_clients(&storage).await.unwrap();
 
     let lines = logs.assert_without(PASSWORD);
     assert!(

@@ -14,7 +14,9 @@ use rcgen::{
 };
 use serde_json::json;
 use test_support::cluster::Cluster;
-use test_support::{config_at, json_of, storage_at, with_param, with_password, TestDb};
+use test_support::{
+    config_at, json_of, listed_clients, storage_at, with_param, with_password, TestDb,
+};
 
 /// A CA that can sign server certificates.
 struct Ca {
@@ -153,7 +155,7 @@ async fn migrate_and_look(storage: &Storage, admin_url: &str) -> (bool, Option<S
         !applied["applied"].as_array().unwrap().is_empty(),
         "the schema was empty: migrations must have been applied, got {applied}"
     );
-    assert_eq!(storage.list_clients().await.unwrap(), vec![]);
+    assert_eq!(listed_clients(storage).await.unwrap(), vec![]);
     server_view_of_storage_connection(admin_url)
         .await
         .expect("the storage's connection is open")
@@ -239,7 +241,7 @@ async fn verify_full_by_host_name_connects_when_the_certificate_names_it() {
     assert!(url.contains("@localhost:"));
     let storage = db.storage_with(&[("DATABASE_URL", &url)]);
 
-    assert_eq!(storage.list_clients().await.unwrap(), vec![]);
+    assert_eq!(listed_clients(&storage).await.unwrap(), vec![]);
 }
 
 #[tokio::test]
@@ -251,7 +253,7 @@ async fn verify_full_with_an_unrelated_ca_is_refused() {
         let params = format!("sslmode={mode}&sslrootcert={}", url_value(&pki.other_ca));
         let storage = storage(&db, &params, &[]);
 
-        let err = storage.list_clients().await.unwrap_err();
+        let err = listed_clients(&storage).await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Internal, "{mode}: {err}");
         assert!(
             err.message.contains("certificate"),
@@ -279,7 +281,7 @@ async fn sslmode_require_with_a_root_certificate_also_verifies_the_chain() {
         &format!("sslmode=require&sslrootcert={}", url_value(&pki.other_ca)),
         &[],
     );
-    let err = wrong.list_clients().await.unwrap_err();
+    let err = listed_clients(&wrong).await.unwrap_err();
     assert!(err.message.contains("certificate"), "{err}");
 
     let right = storage(
@@ -287,7 +289,7 @@ async fn sslmode_require_with_a_root_certificate_also_verifies_the_chain() {
         &format!("sslmode=require&sslrootcert={}", url_value(&pki.ca)),
         &[],
     );
-    assert_eq!(right.list_clients().await.unwrap(), vec![]);
+    assert_eq!(listed_clients(&right).await.unwrap(), vec![]);
 }
 
 #[tokio::test]
@@ -298,7 +300,7 @@ async fn verify_full_refuses_a_certificate_for_another_host_that_verify_ca_accep
     let ca = url_value(&pki.ca);
 
     let full = storage(&db, &format!("sslmode=verify-full&sslrootcert={ca}"), &[]);
-    let err = full.list_clients().await.unwrap_err();
+    let err = listed_clients(&full).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Internal, "{err}");
     assert!(
         err.message.contains("certificate") && err.message.contains("name"),
@@ -324,7 +326,7 @@ async fn sslmode_require_against_a_server_without_tls_fails_clearly() {
         "sslmode=verify-full",
     ] {
         let storage = storage(&db, params, &[]);
-        let err = storage.list_clients().await.unwrap_err();
+        let err = listed_clients(&storage).await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Internal, "{params}: {err}");
         assert!(
             err.message.contains("does not support TLS") && err.message.contains("sslmode"),
@@ -333,7 +335,7 @@ async fn sslmode_require_against_a_server_without_tls_fails_clearly() {
     }
     // prefer (the default) falls back to plain text.
     let storage = storage(&db, "sslmode=prefer", &[]);
-    assert_eq!(storage.list_clients().await.unwrap(), vec![]);
+    assert_eq!(listed_clients(&storage).await.unwrap(), vec![]);
 }
 
 /// The password of this file's password-protected clusters.
@@ -362,7 +364,7 @@ async fn assert_password_withheld(cluster: &Cluster, db: &TestDb, params: &str, 
         params.trim_start_matches('&'),
     );
     let storage = db.storage_with(&[("DATABASE_URL", &url)]);
-    let err = storage.list_clients().await.unwrap_err();
+    let err = listed_clients(&storage).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Internal, "{params}: {err}");
     assert!(
         err.message.contains(&format!("password in {method}"))

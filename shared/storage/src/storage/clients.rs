@@ -2,26 +2,33 @@
 //! client's (iss, clientId), as it was before the write and as it is after (see
 //! `launch_configs`).
 
+use std::borrow::Cow;
+
 use postgres_types::Type;
+use serde_json::value::RawValue;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::Storage;
+use super::json_text::JsonText;
+use super::{to_json, Storage};
 use crate::db::column;
 use crate::db::Connect;
 use crate::error::{Error, ErrorKind, Result};
 use crate::input;
 use crate::model::{Client, ClientUpdate, NewClient};
 
-fn client_from_row(row: &Row) -> Result<Client> {
+/// The client in a row of `LIST_CLIENTS` or `GET_CLIENT_BY_ID` (the columns in that order),
+/// its text borrowed from the row.
+fn client_from_row(row: &Row) -> Result<Client<'_>> {
+    let text = |index| column::<&str>(row, index, "client").map(Cow::Borrowed);
     Ok(Client {
-        id: column(row, "id", "client")?,
-        name: column(row, "name", "client")?,
-        iss: column(row, "iss", "client")?,
-        client_id: column(row, "client_id", "client")?,
-        auth_url: column(row, "auth_url", "client")?,
-        token_url: column(row, "token_url", "client")?,
-        jwks_url: column(row, "jwks_url", "client")?,
+        id: column(row, 0, "client")?,
+        name: text(1)?,
+        iss: text(2)?,
+        client_id: text(3)?,
+        auth_url: text(4)?,
+        token_url: text(5)?,
+        jwks_url: text(6)?,
         deployments: None,
     })
 }
@@ -91,7 +98,8 @@ pub const DELETE_CLIENT: &str =
     DELETE FROM clients WHERE id = $1 RETURNING iss, client_id";
 
 impl<C: Connect> Storage<C> {
-    pub async fn list_clients(&self) -> Result<Vec<Client>> {
+    /// Every client, as the JSON text of the answer.
+    pub async fn list_clients(&self) -> Result<Box<RawValue>> {
         let rows = self
             .db
             .run(
@@ -99,11 +107,13 @@ impl<C: Connect> Storage<C> {
                 |db| async move { db.query(LIST_CLIENTS, &[]).await },
             )
             .await?;
-        rows.iter().map(client_from_row).collect()
+        let clients: Vec<Client> = rows.iter().map(client_from_row).collect::<Result<_>>()?;
+        to_json(&clients)
     }
 
-    /// The client with its deployments; `None` when unknown or `client_id` is not a UUID.
-    pub async fn get_client_by_id(&self, client_id: &str) -> Result<Option<Client>> {
+    /// The client with its deployments, as the JSON text of the answer; `None` when unknown
+    /// or `client_id` is not a UUID.
+    pub async fn get_client_by_id(&self, client_id: &str) -> Result<Option<Box<RawValue>>> {
         let Ok(id) = input::uuid("clientId", client_id) else {
             return Ok(None);
         };
@@ -114,13 +124,14 @@ impl<C: Connect> Storage<C> {
             })
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let deployments: serde_json::Value = column(&row, "deployments", "client")?;
-        let deployments = serde_json::from_value(deployments)
+        let JsonText(deployments) = column(&row, 7, "client")?;
+        let deployments = serde_json::from_str(deployments)
             .map_err(|_| Error::internal("the database returned malformed deployments"))?;
-        Ok(Some(Client {
+        to_json(&Client {
             deployments: Some(deployments),
             ..client_from_row(&row)?
-        }))
+        })
+        .map(Some)
     }
 
     /// Registers a platform; returns its new internal id.
@@ -149,7 +160,7 @@ impl<C: Connect> Storage<C> {
                 .await
             })
             .await?;
-        if !column::<bool>(&ours, "ours", "client")? {
+        if !column::<bool>(&ours, 0, "client")? {
             return Err(another_add_with_this_id("client"));
         }
         self.forget_launch_configs(&client.iss, &client.client_id);
@@ -187,8 +198,8 @@ impl<C: Connect> Storage<C> {
             })
             .await?;
         let row = row.ok_or_else(|| Error::not_found("no client with this clientId"))?;
-        self.forget_launch_configs_in(&row, "old_iss", "old_client_id");
-        self.forget_launch_configs_in(&row, "iss", "client_id");
+        self.forget_launch_configs_in(&row, 0, 1);
+        self.forget_launch_configs_in(&row, 2, 3);
         Ok(())
     }
 
@@ -203,7 +214,7 @@ impl<C: Connect> Storage<C> {
             })
             .await?;
         if let Some(row) = row {
-            self.forget_launch_configs_in(&row, "iss", "client_id");
+            self.forget_launch_configs_in(&row, 0, 1);
         }
         Ok(())
     }

@@ -1,25 +1,32 @@
 //! The deployments of a client (an LMS's ids for its installations of the tool). Every write
 //! forgets the cached launch configs of the client's (iss, clientId) (see `launch_configs`).
 
+use std::borrow::Cow;
+
 use postgres_types::Type;
+use serde_json::value::RawValue;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::clients::{another_add_with_this_id, check_optional, chosen_id};
-use super::Storage;
+use super::{to_json, Storage};
 use crate::db::column;
 use crate::db::Connect;
 use crate::error::{Error, Result};
 use crate::input;
 use crate::model::{Deployment, DeploymentUpdate, NewDeployment};
 
-fn deployment_from_row(row: &Row) -> Result<Deployment> {
+/// The deployment in a row of `LIST_DEPLOYMENTS` or `GET_DEPLOYMENT` (the columns in that
+/// order), its text borrowed from the row.
+fn deployment_from_row(row: &Row) -> Result<Deployment<'_>> {
+    let text =
+        |index| column::<Option<&str>>(row, index, "deployment").map(|t| t.map(Cow::Borrowed));
     Ok(Deployment {
-        id: column(row, "id", "deployment")?,
-        deployment_id: column(row, "deployment_id", "deployment")?,
-        name: column(row, "name", "deployment")?,
-        description: column(row, "description", "deployment")?,
-        client_id: column(row, "client_id", "deployment")?,
+        id: column(row, 0, "deployment")?,
+        deployment_id: Cow::Borrowed(column(row, 1, "deployment")?),
+        name: text(2)?,
+        description: text(3)?,
+        client_id: column(row, 4, "deployment")?,
     })
 }
 
@@ -63,7 +70,8 @@ pub const DELETE_DEPLOYMENT: &str =
     SELECT c.iss, c.client_id FROM clients c JOIN gone ON c.id = gone.client_id";
 
 impl<C: Connect> Storage<C> {
-    pub async fn list_deployments(&self, client_id: &str) -> Result<Vec<Deployment>> {
+    /// The client's deployments, as the JSON text of the answer.
+    pub async fn list_deployments(&self, client_id: &str) -> Result<Box<RawValue>> {
         let id = input::uuid("clientId", client_id)?;
         let rows = self
             .db
@@ -71,7 +79,11 @@ impl<C: Connect> Storage<C> {
                 db.query(LIST_DEPLOYMENTS, &[(&id, Type::UUID)]).await
             })
             .await?;
-        rows.iter().map(deployment_from_row).collect()
+        let deployments: Vec<Deployment> = rows
+            .iter()
+            .map(deployment_from_row)
+            .collect::<Result<_>>()?;
+        to_json(&deployments)
     }
 
     /// `None` when unknown, not of this client, or either id is not a UUID.
@@ -79,7 +91,7 @@ impl<C: Connect> Storage<C> {
         &self,
         client_id: &str,
         deployment_id: &str,
-    ) -> Result<Option<Deployment>> {
+    ) -> Result<Option<Box<RawValue>>> {
         let (Ok(client), Ok(id)) = (
             input::uuid("clientId", client_id),
             input::uuid("deploymentId", deployment_id),
@@ -93,7 +105,9 @@ impl<C: Connect> Storage<C> {
                     .await
             })
             .await?;
-        row.as_ref().map(deployment_from_row).transpose()
+        row.as_ref()
+            .map(|row| to_json(&deployment_from_row(row)?))
+            .transpose()
     }
 
     /// Adds a deployment to a client; returns its new internal id.
@@ -135,10 +149,10 @@ impl<C: Connect> Storage<C> {
             })
             .await?;
         let owner = owner.ok_or_else(|| Error::not_found("no client with this clientId"))?;
-        if !column::<bool>(&owner, "ours", "deployment")? {
+        if !column::<bool>(&owner, 2, "deployment")? {
             return Err(another_add_with_this_id("deployment"));
         }
-        self.forget_launch_configs_in(&owner, "iss", "client_id");
+        self.forget_launch_configs_in(&owner, 0, 1);
         Ok(id)
     }
 
@@ -180,7 +194,7 @@ impl<C: Connect> Storage<C> {
         let owner = row.ok_or_else(|| {
             Error::not_found("this client has no deployment with this deploymentId")
         })?;
-        self.forget_launch_configs_in(&owner, "iss", "client_id");
+        self.forget_launch_configs_in(&owner, 0, 1);
         Ok(())
     }
 
@@ -199,7 +213,7 @@ impl<C: Connect> Storage<C> {
             })
             .await?;
         if let Some(owner) = owner {
-            self.forget_launch_configs_in(&owner, "iss", "client_id");
+            self.forget_launch_configs_in(&owner, 0, 1);
         }
         Ok(())
     }

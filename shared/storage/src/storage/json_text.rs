@@ -35,29 +35,31 @@ impl ToSql for JsonText<'_> {
 }
 
 impl<'a> FromSql<'a> for JsonText<'a> {
-    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn StdError + Sync + Send>> {
-        match raw.split_first() {
-            Some((1, text)) => Ok(JsonText(std::str::from_utf8(text)?)),
-            _ => Err("an unknown jsonb format version".into()),
-        }
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn StdError + Sync + Send>> {
+        let text = match (ty, raw.split_first()) {
+            (&Type::JSON, _) => raw,
+            (_, Some((1, text))) => text,
+            _ => return Err("an unknown jsonb format version".into()),
+        };
+        Ok(JsonText(std::str::from_utf8(text)?))
     }
 
     fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSONB
+        matches!(*ty, Type::JSON | Type::JSONB)
     }
 }
 
-/// The `data` column's JSON text, checked to be what the storage can answer: jsonb can hold
+/// The JSON text in column `index` (a session's `data`), checked to be what the storage can answer: jsonb can hold
 /// numbers beyond a double (written by other software, e.g. `1e400`), which a caller's JSON
 /// parser cannot represent either: an error of the call, never a panic. Also tells whether
 /// the text is an object with an `id` of its own.
-pub(super) fn stored_text<'a>(row: &'a Row, what: &str) -> Result<(&'a str, Shape)> {
+pub(super) fn stored_text<'a>(row: &'a Row, index: usize, what: &str) -> Result<(&'a str, Shape)> {
     let unreadable = || {
         Error::internal(format!(
             "the stored {what} is not JSON this storage can read (a number beyond the range of a double?)"
         ))
     };
-    let JsonText(text) = row.try_get("data").map_err(|_| unreadable())?;
+    let JsonText(text) = row.try_get(index).map_err(|_| unreadable())?;
     let shape = serde_json::from_str(text).map_err(|_| unreadable())?;
     Ok((text, shape))
 }

@@ -83,18 +83,13 @@ impl<C: Connect> Storage<C> {
                 db.query_one(CHANGE_COUNTER, &[]).await
             })
             .await?;
-        self.saw_change_version(column(&row, "version", "change counter")?, seen);
+        self.saw_change_version(column(&row, 0, "change counter")?, seen);
         Ok(())
     }
 
-    /// Forgets the launch configs of the (iss, clientId) in `row`'s columns `iss` and
+    /// Forgets the launch configs of the (iss, clientId) in `row`'s columns numbered `iss` and
     /// `client_id`; all of them when the row cannot be read (the write itself happened).
-    pub(super) fn forget_launch_configs_in(
-        &self,
-        row: &Row,
-        iss: &'static str,
-        client_id: &'static str,
-    ) {
+    pub(super) fn forget_launch_configs_in(&self, row: &Row, iss: usize, client_id: usize) {
         match (
             column::<&str>(row, iss, "client"),
             column::<&str>(row, client_id, "client"),
@@ -152,16 +147,16 @@ impl<C: Connect> Storage<C> {
                 .await
             })
             .await?;
-        let cacheable = self.saw_change_version(column(&row, "version", "change counter")?, seen);
-        let config = match column::<Option<String>>(&row, "iss", "launch config")? {
+        let cacheable = self.saw_change_version(column(&row, 0, "change counter")?, seen);
+        let config = match column::<Option<String>>(&row, 1, "launch config")? {
             None => None,
             Some(iss) => Some(LaunchConfig {
                 iss,
-                client_id: column(&row, "client_id", "launch config")?,
-                deployment_id: column(&row, "deployment_id", "launch config")?,
-                auth_url: column(&row, "auth_url", "launch config")?,
-                token_url: column(&row, "token_url", "launch config")?,
-                jwks_url: column(&row, "jwks_url", "launch config")?,
+                client_id: column(&row, 2, "launch config")?,
+                deployment_id: column(&row, 3, "launch config")?,
+                auth_url: column(&row, 4, "launch config")?,
+                token_url: column(&row, 5, "launch config")?,
+                jwks_url: column(&row, 6, "launch config")?,
             }),
         };
         if let Some(from) = cacheable.filter(|_| self.changes_visible()) {

@@ -21,10 +21,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::input::{self, Timestamp};
 
 /// Until when the session in `row` may be cached: the instant on this machine's monotonic
-/// clock that corresponds to its `expires_at`. Other software may store an expiry the storage
+/// clock that corresponds to its `expires_at` (column `index`). Other software may store an expiry the storage
 /// cannot represent (`'infinity'`, past year 9999): then the session-cache TTL alone bounds it.
-fn cache_until(row: &Row) -> Option<Instant> {
-    let at: OffsetDateTime = row.try_get("expires_at").ok()?;
+fn cache_until(row: &Row, index: usize) -> Option<Instant> {
+    let at: OffsetDateTime = row.try_get(index).ok()?;
     let remaining = at - OffsetDateTime::now_utc();
     Some(Instant::now() + Duration::try_from(remaining).unwrap_or(Duration::ZERO))
 }
@@ -106,7 +106,7 @@ impl<C: Connect> Storage<C> {
             )
         })?;
         self.sessions
-            .insert_written(id, with_id(id, data)?, cache_until(&row));
+            .insert_written(id, with_id(id, data)?, cache_until(&row, 0));
         Ok(id.to_string())
     }
 
@@ -129,7 +129,7 @@ impl<C: Connect> Storage<C> {
             self.sessions.insert_read(seen, id, None, None);
             return Ok(None);
         };
-        let session = match stored_text(&row, "session")? {
+        let session = match stored_text(&row, 0, "session")? {
             // The row's id is the session's: an `id` other software kept in `data` would be
             // a second one in the text.
             (text, Shape::Object { has_id: true }) => {
@@ -141,7 +141,7 @@ impl<C: Connect> Storage<C> {
             (text, _) => with_id(id, text.to_owned())?,
         };
         self.sessions
-            .insert_read(seen, id, Some(session.clone()), cache_until(&row));
+            .insert_read(seen, id, Some(session.clone()), cache_until(&row, 1));
         Ok(Some(session))
     }
 
@@ -191,7 +191,7 @@ impl<C: Connect> Storage<C> {
             })
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let (text, _) = stored_text(&row, "registration session")?;
+        let (text, _) = stored_text(&row, 0, "registration session")?;
         RawValue::from_string(text.to_owned())
             .map(Some)
             .map_err(|_| Error::internal("a registration session could not be turned into JSON"))

@@ -8,7 +8,7 @@ use lti_storage::{ErrorKind, Request};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::Value;
-use test_support::json_of;
+use test_support::{client_by_id, json_of};
 use time::OffsetDateTime;
 
 use super::generators::payload;
@@ -87,15 +87,15 @@ async fn check_stored(
     match request {
         Request::AddClient(add) => {
             let id = result.as_str().unwrap();
-            let got = world.reader.get_client_by_id(id).await.unwrap().unwrap();
+            let got = client_by_id(&world.reader, id).await.unwrap().unwrap();
             let want = &add.client;
             prop_assert_eq!(
-                (&got.name, &got.iss, &got.client_id),
-                (&want.name, &want.iss, &want.client_id)
+                (&*got.name, &*got.iss, &*got.client_id),
+                (&*want.name, &*want.iss, &*want.client_id)
             );
             prop_assert_eq!(
-                (&got.auth_url, &got.token_url, &got.jwks_url),
-                (&want.auth_url, &want.token_url, &want.jwks_url)
+                (&*got.auth_url, &*got.token_url, &*got.jwks_url),
+                (&*want.auth_url, &*want.token_url, &*want.jwks_url)
             );
         }
         Request::AddSession(add) => {
