@@ -10,7 +10,8 @@
 //! (a database across a VPC).
 //!
 //! Run by `scripts/bench.sh`; by hand, against a server it may write to:
-//! `TEST_DATABASE_URL=postgres://... cargo bench -p lti-storage-lambda --bench operations`.
+//! `TEST_DATABASE_URL=postgres://... cargo bench -p lti-storage-lambda --bench operations`,
+//! with op names after `--` for those ops' rows alone.
 //! Everything happens in a schema of its own, dropped at the end.
 
 use std::sync::Arc;
@@ -146,10 +147,16 @@ impl Table {
         let (mut rows, mut round_trips_held, mut timed, mut times_held) = (0, 0, 0, 0);
         // Not the maintenance ops: migrate changes the schema, and cleanup's time is its
         // backlog's (the cleanup benchmark in benches/lambda.rs measures that).
+        // Only the ops named on the command line, when any is (`-- getSession listClients`).
+        let named: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|arg| !arg.starts_with('-'))
+            .collect();
         for op in OPS
             .iter()
             .copied()
             .filter(|op| !["migrate", "cleanup"].contains(op))
+            .filter(|op| named.is_empty() || named.iter().any(|name| name == op))
         {
             for case in cases(op, &fixture, &sql, self.warm_up + self.iterations).await {
                 let measured = measure(&storage, &proxy, case, self.warm_up).await;
