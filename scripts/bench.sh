@@ -101,7 +101,7 @@ else
     cargo bench -q -p lti-storage-lambda --bench operations | tee "$5/after"
   ' bash "$baseline" "$base_src" "$base_target" "$base_bench_package" "$tables"
   echo
-  echo "-- before → after, each table's rows by operation: median µs and ÷ bare"
+  echo "-- before → after, each table's rows by operation: median µs, ÷ bare and ÷ raw"
   scripts/compare-tables.awk "$tables/before" "$tables/after"
 fi
 echo
