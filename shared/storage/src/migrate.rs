@@ -29,6 +29,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0005_change_counter_owner_only",
         include_str!("../../../migrations/0005_change_counter_owner_only.sql"),
     ),
+    (
+        "0006_change_counter_per_statement",
+        include_str!("../../../migrations/0006_change_counter_per_statement.sql"),
+    ),
 ];
 
 /// The advisory lock that serialises runners starting at once (two cold containers, a deploy
