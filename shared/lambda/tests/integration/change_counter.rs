@@ -214,6 +214,82 @@ async fn a_writers_search_path_and_temporary_tables_do_not_divert_the_count() {
     role.drop(&db).await;
 }
 
+#[tokio::test]
+async fn a_writers_operators_functions_and_tables_ahead_in_its_search_path_do_not_divert_the_count()
+{
+    let db = TestDb::migrated().await;
+    let role = Role::create(
+        &db,
+        "diverter",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON clients, deployments TO {role};
+         GRANT CREATE ON SCHEMA {schema} TO {role};",
+    )
+    .await;
+    let writer = role.connect(&db).await;
+    // What the counting function uses, defined again in a schema the writer's search_path puts
+    // before pg_catalog, each failing the write it would be used in (run as the function's
+    // owner); and a table named like the transition table, with a row in it.
+    let s = &db.schema;
+    let mut own = String::new();
+    for (op, left, right, result) in [
+        ("<>", "text", "text", "boolean"),
+        ("+", "bigint", "integer", "bigint"),
+        ("*", "numeric", "integer", "numeric"), // extract() gives numeric since PostgreSQL 14
+        ("*", "float8", "integer", "float8"),   // and float8 before
+    ] {
+        own += &format!(
+            "CREATE FUNCTION {s}.diverted({left}, {right}) RETURNS {result} LANGUAGE plpgsql
+                 AS 'BEGIN RAISE EXCEPTION ''diverted {op}''; END';
+             CREATE OPERATOR {s}.{op} (LEFTARG = {left}, RIGHTARG = {right},
+                                       FUNCTION = {s}.diverted);"
+        );
+    }
+    writer
+        .batch_execute(&format!(
+            "{own}
+             CREATE FUNCTION {s}.clock_timestamp() RETURNS timestamptz LANGUAGE plpgsql
+                 AS 'BEGIN RAISE EXCEPTION ''diverted clock_timestamp()''; END';
+             CREATE TEMPORARY TABLE lti_storage_changed_rows (id int);
+             INSERT INTO lti_storage_changed_rows VALUES (1);
+             SET search_path = pg_temp, {s}, pg_catalog;"
+        ))
+        .await
+        .expect("the writer's own operators, functions and table");
+    let diverted: i64 = writer
+        .query_one("SELECT 1::bigint + 1", &[])
+        .await
+        .map_or(-1, |row| row.get(0));
+    assert_eq!(diverted, -1, "the writer's + is the one its queries get");
+
+    assert_each_write_is_counted(&db, &writer, &package_writes("")).await;
+
+    // The transition table, not the writer's table, says whether rows changed.
+    let before = version(&db).await;
+    writer
+        .batch_execute(
+            "DELETE FROM deployments WHERE false; UPDATE clients SET name = 'x' WHERE false;",
+        )
+        .await
+        .unwrap();
+    assert_eq!(version(&db).await, before);
+
+    // A missing counter row is put back by the function's own clock and arithmetic.
+    db.sql()
+        .await
+        .batch_execute("DELETE FROM lti_storage_changes")
+        .await
+        .unwrap();
+    writer
+        .batch_execute(&package_writes("")[0])
+        .await
+        .expect("the writer's write");
+    let restored = version(&db).await.expect("the row is back");
+    assert!(restored > before.expect("the counter"), "{restored}");
+
+    drop(writer);
+    role.drop(&db).await;
+}
+
 fn new_client(iss: &str) -> Value {
     json!({"op": "addClient", "client": {
         "name": "Canvas", "iss": iss, "clientId": "10000000000001",
@@ -272,6 +348,59 @@ async fn a_statement_that_changes_no_rows_leaves_the_counter_alone() {
     )
     .await;
     assert_ne!(version(&db).await, before);
+}
+
+#[tokio::test]
+async fn statements_changing_several_rows_or_upserting_are_counted_when_they_change_rows() {
+    let db = TestDb::migrated().await;
+    let storage = db.storage();
+    let (client, _) = add_platform(&storage).await;
+    ok(
+        &storage,
+        json!({"op": "addDeployment", "clientId": client,
+               "deployment": {"deploymentId": "2:def"}}),
+    )
+    .await;
+    let sql = db.sql().await;
+    let upsert = |conflict: &str| {
+        format!(
+            "INSERT INTO clients (id, name, iss, client_id, auth_url, token_url, jwks_url)
+             SELECT id, 'Canvas LMS', iss, client_id, auth_url, token_url, jwks_url
+             FROM clients WHERE id = '{client}'
+             ON CONFLICT {conflict}"
+        )
+    };
+    // (statement, rows it reports changed: none only where it changes none)
+    let statements = [
+        ("UPDATE deployments SET name = 'Course'".to_owned(), 2),
+        (upsert("(id) DO UPDATE SET name = excluded.name"), 1),
+        (upsert("DO NOTHING"), 0),
+        (
+            "WITH renamed AS (UPDATE deployments SET description = 'x' WHERE false)
+             UPDATE clients SET name = 'Canvas' WHERE false"
+                .to_owned(),
+            0,
+        ),
+        (
+            format!(
+                "WITH gone AS (DELETE FROM deployments WHERE client_id = '{client}')
+                 DELETE FROM clients WHERE id = '{client}'"
+            ),
+            1,
+        ),
+    ];
+    for (statement, rows) in statements {
+        let before = version(&db).await;
+        let changed = sql.execute(statement.as_str(), &[]).await.unwrap();
+        assert_eq!(changed, rows, "{statement}");
+        let after = version(&db).await;
+        if rows == 0 {
+            assert_eq!(after, before, "{statement}");
+        } else {
+            assert_ne!(after, before, "{statement}");
+        }
+    }
+    assert_eq!(db.count("SELECT count(*) FROM deployments").await, 0);
 }
 
 #[tokio::test]
