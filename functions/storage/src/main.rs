@@ -11,11 +11,10 @@ use lambda_runtime::layers::TracingLayer;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent, Runtime};
 use lti_storage::access::Surface;
 use lti_storage::metrics::Tally;
-use lti_storage::{Error, Request};
+use lti_storage::{Answer, Error, Request};
 use lti_storage_lambda::emf::{Dimensions, Emitter, Line, Metric};
 use lti_storage_lambda::{diagnostic, Storage};
 use payload::{Gate, Payload};
-use serde_json::value::RawValue;
 
 fn main() -> Result<(), lambda_runtime::Error> {
     // One thread, also when Lambda Managed Instances send one environment many invocations at
@@ -71,7 +70,7 @@ async fn handle(
     invocation: &Invocation<'_>,
     surface: Surface,
     payload: Payload<String>,
-) -> Result<Box<RawValue>, Diagnostic> {
+) -> Result<Answer, Diagnostic> {
     let storage = invocation.storage;
     let payload = match payload.into_json() {
         Ok(payload) => payload,
@@ -87,7 +86,7 @@ async fn handle(
             answered.error.as_ref(),
             &[("HttpStatus", u64::from(answered.status))],
         );
-        return Ok(answered.event);
+        return Ok(Answer::Own(answered.event));
     }
     let (op, result) = match Request::from_payload(payload) {
         Ok(request) => (request.op(), storage.handle_on(surface, request).await),

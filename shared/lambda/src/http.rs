@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use lti_storage::input;
 use lti_storage::request::{Request, ROUTES};
 use lti_storage::route::{Input, Reply, Route};
-use lti_storage::{Error, ErrorKind, Result};
+use lti_storage::{Answer, Error, ErrorKind, Result};
 
 /// A response before it is put in the shape of the event source.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ impl Response {
     }
 
     /// The response for an operation's outcome (its answer's JSON text).
-    pub fn from_result(reply: Reply, result: Result<Box<RawValue>>) -> Response {
+    pub fn from_result(reply: Reply, result: Result<Answer>) -> Response {
         let answer = match result {
             Ok(answer) => answer,
             Err(err) => return Response::error(&err),
@@ -61,7 +61,7 @@ impl Response {
             Reply::Found(missing) if answer.get() == "null" => {
                 return Response::error(&Error::not_found(missing))
             }
-            Reply::Found(_) | Reply::Ok => (200, Some(answer)),
+            Reply::Found(_) | Reply::Ok => (200, Some(answer.into_owned())),
             Reply::CreatedId => (201, Some(json_text(&json!({ "id": answer })))),
             Reply::Created => (201, None),
             Reply::NoContent => (204, None),

@@ -4,6 +4,7 @@
 //! Lambda-specific, is the functions' (`lti_storage_lambda`).
 
 pub mod access;
+pub mod answer;
 mod cache;
 pub mod cleanup;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod request;
 pub mod route;
 pub mod storage;
 
+pub use answer::Answer;
 pub use config::{CacheConfig, Config};
 pub use error::{Error, ErrorKind, Result};
 pub use request::Request;

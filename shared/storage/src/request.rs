@@ -9,12 +9,13 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::access::{Access, Surface};
+use crate::answer::{Answer, IntoAnswer};
 use crate::db::Connect;
 use crate::error::{Error, Result};
 use crate::input::{json_type, Timestamp};
 use crate::model::{ClientUpdate, DeploymentUpdate, NewClient, NewDeployment};
 use crate::route::{Input, Reply, Route};
-use crate::storage::{to_json, Storage};
+use crate::storage::Storage;
 use crate::{cleanup, migrate};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -165,12 +166,13 @@ macro_rules! operations {
 
         impl<C: Connect> Storage<C> {
             /// Carries out a request; the result is the JSON text the caller gets back,
-            /// written straight from the result (no `Value` tree in between).
-            pub async fn handle(&self, request: Request) -> Result<Box<RawValue>> {
+            /// written straight from the result (no `Value` tree in between), or shared with
+            /// the cache that held it.
+            pub async fn handle(&self, request: Request) -> Result<Answer> {
                 match request {
                     $(Request::$variant($request) => {
                         let $storage = self;
-                        to_json($call?)
+                        $call?.into_answer()
                     })*
                 }
             }
@@ -325,7 +327,7 @@ const MAX_QUOTED_NAME: usize = 32;
 impl<C: Connect> Storage<C> {
     /// `handle` for an invocation through `surface`: an op the surface does not answer is
     /// Forbidden, and nothing is read or written.
-    pub async fn handle_on(&self, surface: Surface, request: Request) -> Result<Box<RawValue>> {
+    pub async fn handle_on(&self, surface: Surface, request: Request) -> Result<Answer> {
         if !surface.allows(request.access(), self.dynamic_registration()) {
             return Err(Error::forbidden(format!(
                 "{} is not answered by the {} alias of the storage function; call it through \

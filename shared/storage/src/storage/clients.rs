@@ -10,7 +10,8 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::json_text::JsonText;
-use super::{to_json, Storage};
+use super::Storage;
+use crate::answer::to_json;
 use crate::db::column;
 use crate::db::Connect;
 use crate::error::{Error, ErrorKind, Result};

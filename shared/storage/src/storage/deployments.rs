@@ -9,7 +9,8 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::clients::{another_add_with_this_id, check_optional, chosen_id};
-use super::{to_json, Storage};
+use super::Storage;
+use crate::answer::to_json;
 use crate::db::column;
 use crate::db::Connect;
 use crate::error::{Error, Result};

@@ -166,9 +166,3 @@ impl<C: Connect> Storage<C> {
         self.cleanup_batch_size
     }
 }
-
-/// An answer's JSON text, written straight from what the operation read.
-pub(crate) fn to_json(value: impl serde::Serialize) -> crate::error::Result<Box<RawValue>> {
-    serde_json::value::to_raw_value(&value)
-        .map_err(|_| crate::error::Error::internal("the result could not be turned into JSON"))
-}
