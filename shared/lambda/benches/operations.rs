@@ -189,8 +189,12 @@ impl Table {
             micros(quietest),
             micros(noisiest)
         );
+        let ratio = match self.ratio_target {
+            Ratio::Raw(_) => "÷ raw",
+            Ratio::Bare(_) => "÷ bare",
+        };
         println!(
-            "targets held: round trips in {round_trips_held} of {rows} rows, time (÷ bare or µs) \
+            "targets held: round trips in {round_trips_held} of {rows} rows, time ({ratio} or µs) \
              in {times_held} of {timed}"
         );
 
