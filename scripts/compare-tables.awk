@@ -11,7 +11,8 @@ function row(line,    rest, f, n, i) {
   i = 3
   if (f[4] ~ /^\(/) i = 4 # round trips given as "mean (min–max)"
   median = f[1]; ratio = f[i + 2]
-  # A benchmark with the raw column prints "raw µs" and "÷ raw" next (numbers, or "—").
+  # A benchmark with the raw column prints "raw µs" and "÷ raw" next (numbers, or "—" where
+  # a row has none); anything else is shown as "–".
   raw_ratio = (f[i + 4] ~ /^[0-9.]+$/) ? f[i + 4] : "–"
 }
 FNR == 1 { file++; table = 0 }

@@ -44,23 +44,30 @@ pub struct Database<C> {
 struct Open {
     client: Arc<Connection>,
     last_used: Instant,
-    _floor: TimerFloor,
+    _floor: Option<TimerFloor>,
 }
 
 /// A timer kept pending while the connection is open, always due before any call's time
 /// limit: a call's limit is then never the runtime's earliest timer, so registering it does
 /// not wake the runtime's driver (a write to its eventfd, a fifth of the client's CPU for a
-/// one-round-trip call measured by the operation benchmark). It fires every half time limit.
+/// one-round-trip call measured by the operation benchmark). It fires every half time limit;
+/// with a time limit under `TimerFloor::SHORTEST_LIMIT` there is none (it would wake the
+/// process more often than it saves).
 struct TimerFloor(tokio::task::JoinHandle<()>);
 
 impl TimerFloor {
-    fn start(query_timeout: Duration) -> TimerFloor {
+    const SHORTEST_LIMIT: Duration = Duration::from_secs(1);
+
+    fn start(query_timeout: Duration) -> Option<TimerFloor> {
+        if query_timeout < TimerFloor::SHORTEST_LIMIT {
+            return None;
+        }
         let period = query_timeout / 2;
-        TimerFloor(tokio::spawn(async move {
+        Some(TimerFloor(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(period).await;
             }
-        }))
+        })))
     }
 }
 

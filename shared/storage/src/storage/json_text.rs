@@ -1,12 +1,16 @@
-//! Sessions' JSON as text: written to and read from `jsonb` columns as it is, without building
-//! a tree of it.
+//! Sessions' JSON as text: written to `jsonb` columns as it is, and read back written out
+//! compact as it is read, without building a tree of it.
 
 use std::error::Error as StdError;
 
 use bytes::{BufMut, BytesMut};
 use postgres_types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::ser::{Error as _, Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
+use serde_transcode::Transcoder;
 use tokio_postgres::Row;
+use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
@@ -49,140 +53,120 @@ impl<'a> FromSql<'a> for JsonText<'a> {
     }
 }
 
-/// The JSON text in column `index` (a session's `data`), checked to be what the storage can answer: jsonb can hold
-/// numbers beyond a double (written by other software, e.g. `1e400`), which a caller's JSON
-/// parser cannot represent either: an error of the call, never a panic. Also tells whether
-/// the text is an object with an `id` of its own.
-pub(super) fn stored_text<'a>(row: &'a Row, index: usize, what: &str) -> Result<(&'a str, Shape)> {
+/// The stored JSON in column `index` (a session's `data`) as an answer's text: written out
+/// compact in one pass, with no tree built. With `id`, an object is answered with that id
+/// first and any `id` of its own left out (other software may keep one in the data); any
+/// other value is answered as it is. jsonb can hold numbers beyond a double (written by other
+/// software, e.g. `1e400`), which a caller's JSON parser cannot represent either: an error of
+/// the call, never a panic.
+pub(super) fn stored_answer(
+    row: &Row,
+    index: usize,
+    id: Option<Uuid>,
+    what: &str,
+) -> Result<Box<RawValue>> {
     let unreadable = || {
         Error::internal(format!(
-            "the stored {what} is not JSON this storage can read (a number beyond the range of a double?)"
+            "the stored {what} is not JSON this storage can read (a number beyond the range of \
+             a double?)"
         ))
     };
-    let JsonText(text) = row.try_get(index).map_err(|_| unreadable())?;
-    let shape = serde_json::from_str(text).map_err(|_| unreadable())?;
-    Ok((text, shape))
+    let JsonText(data) = row.try_get(index).map_err(|_| unreadable())?;
+    serde_json::value::to_raw_value(&Stored { data, id }).map_err(|_| unreadable())
 }
 
-/// What `stored_text` found at the top of the text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Shape {
-    Object { has_id: bool },
-    Other,
+/// Stored JSON text, written out through a serializer as it is read.
+struct Stored<'a> {
+    data: &'a str,
+    id: Option<Uuid>,
 }
 
-/// Reads JSON through, keeping nothing: it fails where serde_json fails (a number out of
-/// range), and allocates nothing.
-struct Walk;
-
-impl<'de> Deserialize<'de> for Walk {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(WalkVisitor)
+impl Serialize for Stored<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut data = serde_json::Deserializer::from_str(self.data);
+        let written = match self.id {
+            Some(id) if self.data.trim_start().starts_with('{') => data
+                .deserialize_map(WithId { id, serializer })
+                .map_err(S::Error::custom)??,
+            _ => Transcoder::new(&mut data).serialize(serializer)?,
+        };
+        data.end().map_err(S::Error::custom)?;
+        Ok(written)
     }
 }
 
-struct WalkVisitor;
+/// Writes an object with `id` first, leaving out the object's own `id`.
+struct WithId<S> {
+    id: Uuid,
+    serializer: S,
+}
 
-impl<'de> Visitor<'de> for WalkVisitor {
-    type Value = Walk;
+impl<'de, S: Serializer> Visitor<'de> for WithId<S> {
+    type Value = std::result::Result<S::Ok, S::Error>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("JSON")
+        f.write_str("an object")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Walk, E> {
-        Ok(Walk)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Walk, E> {
-        Ok(Walk)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Walk, E> {
-        Ok(Walk)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Walk, E> {
-        Ok(Walk)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Walk, E> {
-        Ok(Walk)
-    }
-    fn visit_unit<E>(self) -> Result<Walk, E> {
-        Ok(Walk)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Walk, A::Error> {
-        while seq.next_element::<Walk>()?.is_some() {}
-        Ok(Walk)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Walk, A::Error> {
-        while map.next_key::<Walk>()?.is_some() {
-            map.next_value::<Walk>()?;
+    fn visit_map<A: MapAccess<'de>>(
+        self,
+        mut fields: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut out = match self.serializer.serialize_map(None) {
+            Ok(out) => out,
+            Err(err) => return Ok(Err(err)),
+        };
+        if let Err(err) = out.serialize_entry("id", &self.id) {
+            return Ok(Err(err));
         }
-        Ok(Walk)
-    }
-}
-
-impl<'de> Deserialize<'de> for Shape {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ShapeVisitor)
-    }
-}
-
-struct ShapeVisitor;
-
-/// A top-level key: whether it is `id`.
-struct IsId(bool);
-
-impl<'de> Deserialize<'de> for IsId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl Visitor<'_> for KeyVisitor {
-            type Value = IsId;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_str<E>(self, key: &str) -> Result<IsId, E> {
-                Ok(IsId(key == "id"))
+        while let Some(own_id) = fields.next_key_seed(Key(&mut out))? {
+            if own_id {
+                fields.next_value::<IgnoredAny>()?;
+            } else {
+                fields.next_value_seed(Value(&mut out))?;
             }
         }
-        deserializer.deserialize_str(KeyVisitor)
+        Ok(out.end())
     }
 }
 
-impl<'de> Visitor<'de> for ShapeVisitor {
-    type Value = Shape;
+/// A field's key, written out unless it is `id`; tells whether it was.
+struct Key<'a, M>(&'a mut M);
+
+impl<'de, M: SerializeMap> DeserializeSeed<'de> for Key<'_, M> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, key: D) -> std::result::Result<bool, D::Error> {
+        key.deserialize_str(self)
+    }
+}
+
+impl<'de, M: SerializeMap> Visitor<'de> for Key<'_, M> {
+    type Value = bool;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("JSON")
+        f.write_str("a key")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
-        let mut has_id = false;
-        while let Some(IsId(is_id)) = map.next_key()? {
-            has_id |= is_id;
-            map.next_value::<Walk>()?;
+    fn visit_str<E: de::Error>(self, key: &str) -> std::result::Result<bool, E> {
+        if key == "id" {
+            return Ok(true);
         }
-        Ok(Shape::Object { has_id })
+        self.0.serialize_key(key).map_err(E::custom)?;
+        Ok(false)
     }
+}
 
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Shape, A::Error> {
-        WalkVisitor.visit_seq(seq).map(|_| Shape::Other)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-    fn visit_unit<E>(self) -> Result<Shape, E> {
-        Ok(Shape::Other)
+/// A field's value, written out as it is read.
+struct Value<'a, M>(&'a mut M);
+
+impl<'de, M: SerializeMap> DeserializeSeed<'de> for Value<'_, M> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, value: D) -> std::result::Result<(), D::Error> {
+        self.0
+            .serialize_value(&Transcoder::new(value))
+            .map_err(de::Error::custom)
     }
 }
 
@@ -190,27 +174,55 @@ impl<'de> Visitor<'de> for ShapeVisitor {
 mod tests {
     use super::*;
 
-    fn shape(text: &str) -> std::result::Result<Shape, serde_json::Error> {
-        serde_json::from_str(text)
+    const ID: &str = "6f1c2d4e-8a9b-4c3d-9e8f-7a6b5c4d3e2f";
+
+    fn answer(data: &str, id: bool) -> std::result::Result<String, serde_json::Error> {
+        let id = id.then(|| Uuid::parse_str(ID).unwrap());
+        serde_json::value::to_raw_value(&Stored { data, id }).map(|text| text.get().to_owned())
     }
 
     #[test]
-    fn an_object_tells_whether_it_has_an_id_at_its_top() {
-        assert_eq!(shape("{}").unwrap(), Shape::Object { has_id: false });
-        let nested = r#"{"user": {"id": 1}, "ids": [{"id": 2}]}"#;
-        assert_eq!(shape(nested).unwrap(), Shape::Object { has_id: false });
-        let own = r#"{"a": 1, "id": "x"}"#;
-        assert_eq!(shape(own).unwrap(), Shape::Object { has_id: true });
-        // An escaped key is the key it spells.
-        let escaped = r#"{"i\u0064": "x"}"#;
-        assert_eq!(shape(escaped).unwrap(), Shape::Object { has_id: true });
+    fn an_object_is_written_compact_with_the_rows_id_first() {
+        // jsonb's own text: spaces, keys by length.
+        let stored = r#"{"b": 1, "aa": [1, 2], "ccc": {"d": null}}"#;
+        let want = format!(r#"{{"id":"{ID}","b":1,"aa":[1,2],"ccc":{{"d":null}}}}"#);
+        assert_eq!(answer(stored, true).unwrap(), want);
+        assert_eq!(answer("{}", true).unwrap(), format!(r#"{{"id":"{ID}"}}"#));
     }
 
     #[test]
-    fn anything_else_is_other() {
-        for text in [r#"[{"id": 1}]"#, "1", "-2.5", r#""id""#, "true", "null"] {
-            assert_eq!(shape(text).unwrap(), Shape::Other, "{text}");
-        }
+    fn an_id_of_the_objects_own_is_left_out_and_nested_ones_kept() {
+        let stored = r#"{"id": 3, "x": {"id": 4}, "id": "escaped"}"#;
+        let want = format!(r#"{{"id":"{ID}","x":{{"id":4}}}}"#);
+        assert_eq!(answer(stored, true).unwrap(), want);
+    }
+
+    #[test]
+    fn anything_else_is_answered_as_it_is_compact() {
+        assert_eq!(
+            answer(r#"[1, {"id": 2}]"#, true).unwrap(),
+            r#"[1,{"id":2}]"#
+        );
+        assert_eq!(answer(r#""text""#, true).unwrap(), r#""text""#);
+        let registration = r#"{"id": "kept", "n": 1.5}"#;
+        assert_eq!(
+            answer(registration, false).unwrap(),
+            r#"{"id":"kept","n":1.5}"#
+        );
+    }
+
+    #[test]
+    fn numbers_are_written_short_as_a_double_is() {
+        // jsonb writes 5e-324 out in full: 326 characters.
+        let stored = format!(
+            r#"{{"n": 0.{}5, "m": 1{}}}"#,
+            "0".repeat(323),
+            "0".repeat(300)
+        );
+        let written = answer(&stored, false).unwrap();
+        assert!(written.len() < 30, "{written}");
+        let read: serde_json::Value = serde_json::from_str(&written).unwrap();
+        assert_eq!(read, serde_json::json!({"n": 5e-324, "m": 1e300}));
     }
 
     #[test]
@@ -221,7 +233,8 @@ mod tests {
             "[1, 2, 1e999]",
             "1e400",
         ] {
-            assert!(shape(text).is_err(), "{text}");
+            assert!(answer(text, true).is_err(), "{text}");
+            assert!(answer(text, false).is_err(), "{text}");
         }
     }
 }

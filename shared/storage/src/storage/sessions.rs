@@ -14,15 +14,16 @@ use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::json_text::{stored_text, JsonText, Shape};
+use super::json_text::{stored_answer, JsonText};
 use super::Storage;
 use crate::db::Connect;
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::{self, Timestamp};
 
 /// Until when the session in `row` may be cached: the instant on this machine's monotonic
-/// clock that corresponds to its `expires_at` (column `index`). Other software may store an expiry the storage
-/// cannot represent (`'infinity'`, past year 9999): then the session-cache TTL alone bounds it.
+/// clock that corresponds to its `expires_at` (column `index`). Other software may store an
+/// expiry the storage cannot represent (`'infinity'`, past year 9999): then the session-cache
+/// TTL alone bounds it.
 fn cache_until(row: &Row, index: usize) -> Option<Instant> {
     let at: OffsetDateTime = row.try_get(index).ok()?;
     let remaining = at - OffsetDateTime::now_utc();
@@ -129,17 +130,7 @@ impl<C: Connect> Storage<C> {
             self.sessions.insert_read(seen, id, None, None);
             return Ok(None);
         };
-        let session = match stored_text(&row, 0, "session")? {
-            // The row's id is the session's: an `id` other software kept in `data` would be
-            // a second one in the text.
-            (text, Shape::Object { has_id: true }) => {
-                let mut fields: Map<String, Value> = serde_json::from_str(text)
-                    .map_err(|_| Error::internal("a stored session could not be read"))?;
-                fields.remove("id");
-                with_id(id, Value::Object(fields).to_string())?
-            }
-            (text, _) => with_id(id, text.to_owned())?,
-        };
+        let session: Arc<RawValue> = stored_answer(&row, 0, Some(id), "session")?.into();
         self.sessions
             .insert_read(seen, id, Some(session.clone()), cache_until(&row, 1));
         Ok(Some(session))
@@ -191,10 +182,7 @@ impl<C: Connect> Storage<C> {
             })
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let (text, _) = stored_text(&row, 0, "registration session")?;
-        RawValue::from_string(text.to_owned())
-            .map(Some)
-            .map_err(|_| Error::internal("a registration session could not be turned into JSON"))
+        stored_answer(&row, 0, None, "registration session").map(Some)
     }
 
     /// An unknown registration session is not an error.
