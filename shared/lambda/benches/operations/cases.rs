@@ -2,6 +2,7 @@
 //! act on, what each call is expected to cost, and the operation's own SQL with the
 //! parameters of as many calls of its own (on rows of their own where a call uses its row up).
 
+use lti_storage::input::Timestamp;
 use lti_storage::storage::sql;
 use postgres_types::{Json, ToSql, Type};
 use serde_json::value::RawValue;
@@ -444,8 +445,11 @@ fn uuid(id: &str) -> Param {
     param(Uuid::parse_str(id).expect("a fixture id is a UUID"))
 }
 
+/// An `expiresAt` argument as the storage reads it.
 fn epoch_ms(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).expect("a time")
+    Timestamp::deserialize_value(&json!(ms))
+        .expect("a time the storage accepts")
+        .0
 }
 
 /// A JSON value as a `jsonb` parameter written out before the call, as the storage sends a
