@@ -219,14 +219,7 @@ async fn a_session_hit_is_served_from_the_cache() {
     add_session(&storage, &stored).await;
     assert_eq!(get_session(&storage, &id.to_string()).await, stored);
 
-    db.sql()
-        .await
-        .execute(
-            "UPDATE sessions SET data = '{\"changed\": true}' WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .unwrap();
+    change_behind_the_storage(&db, id).await;
     assert_eq!(get_session(&storage, &id.to_string()).await, stored);
     assert_eq!(
         get_session(&db.storage(), &id.to_string()).await,
@@ -240,14 +233,7 @@ async fn a_cached_session_expires_after_the_session_cache_ttl() {
     let storage = db.storage_with(&[("SESSION_CACHE_TTL_SECS", "1")]);
     let id = Uuid::new_v4();
     add_session(&storage, &session(&id.to_string())).await;
-    db.sql()
-        .await
-        .execute(
-            "UPDATE sessions SET data = '{\"changed\": true}' WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .unwrap();
+    change_behind_the_storage(&db, id).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(
         get_session(&storage, &id.to_string()).await,
@@ -281,4 +267,16 @@ async fn the_session_cache_never_exceeds_its_capacity() {
         assert!(entries <= 10, "{entries} sessions cached, capacity 10");
     }
     assert!(storage.cached_entries().1 > 0, "the cache is in use");
+}
+
+/// Rewrites the stored session `id` to `{"changed": true}`, behind the storage's back.
+async fn change_behind_the_storage(db: &TestDb, id: Uuid) {
+    db.sql()
+        .await
+        .execute(
+            "UPDATE sessions SET data = '{\"changed\": true}' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
 }
